@@ -1,0 +1,41 @@
+# Fil: `make run` serves the demo on http://127.0.0.1:8000, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check style types bench clean system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e . pytest pytest-asyncio hypothesis playwright mypy types-PyYAML ruff
+	touch $(STAMP)
+
+run: $(STAMP)
+	CURATION_DEMO=$${CURATION_DEMO:-1} $(BIN)/python app.py
+
+# Debian packages the tests need (redis-server, chromium); installed only when missing.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff format --check curation app.py tests bench
+	$(BIN)/ruff check curation app.py tests bench
+	$(BIN)/mypy
+
+style: $(STAMP)
+	$(BIN)/ruff format curation app.py tests bench
+	$(BIN)/ruff check --fix curation app.py tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/fanout.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Fil: a live news-and-social curation server."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

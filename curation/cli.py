@@ -1,0 +1,103 @@
+"""The command line: serve (default), check, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from curation.config import Settings
+from curation.errors import ConfigErrors, CurationError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as e:
+        print(f"fil: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from curation.server import serve
+    from curation.sources import load_config
+
+    settings = _settings()
+    try:  # refuse to start on an invalid file, with the same messages as `check`
+        load_config(settings.sources, min_interval=settings.min_poll_interval)
+    except ConfigErrors as e:
+        print(e, file=sys.stderr)
+        return 2
+    serve(settings)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from curation.sources import load_config
+
+    settings = _settings()
+    path = args.path or settings.sources
+    try:
+        config = load_config(path, min_interval=settings.min_poll_interval)
+    except ConfigErrors as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(f"{path}: ok, {len(config.events)} events, {len(config.sources)} sources", file=sys.stderr)
+    return 0
+
+
+async def _inspect_one(target: str, kind: str, fetcher: object) -> list[dict[str, object]]:
+    from curation.collectors.feed_parser import parse_document
+    from curation.normalize import entry_to_json
+
+    if kind != "feed":
+        return [{"input": target, "error": f"--kind {kind}: not supported in this release (feed only)"}]
+    try:
+        if target.startswith(("http://", "https://")):
+            response = await fetcher.get(target)  # type: ignore[attr-defined]
+            body, content_type, url = response.body, response.headers.get("content-type"), response.url
+        else:
+            body = await asyncio.to_thread(Path(target).read_bytes)
+            content_type, url = None, Path(target).resolve().as_uri()
+        parsed = await asyncio.to_thread(parse_document, body, content_type=content_type, url=url, source_id=target)
+    except (CurationError, OSError) as e:
+        return [{"input": target, "error": str(e)}]
+    if not parsed.entries:
+        return [{"input": target, "items": 0}]
+    return [{"input": target, **entry_to_json(entry)} for entry in parsed.entries]
+
+
+async def _inspect(inputs: Sequence[str], kind: str, settings: Settings) -> None:
+    from curation.collectors.fetch import Fetcher
+
+    async with Fetcher(
+        allow_private=settings.allow_private_hosts, max_body=settings.max_body, total_timeout=settings.fetch_timeout
+    ) as fetcher:
+        for target in inputs:
+            for line in await _inspect_one(target, kind, fetcher):
+                print(json.dumps(line, ensure_ascii=False), flush=True)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    asyncio.run(_inspect(args.inputs, args.kind, _settings()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="app.py", description="Fil, the live news-and-social curation server.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve (the default)").set_defaults(func=cmd_serve)
+    check = commands.add_parser("check", help="validate sources.yaml; exit 2 when invalid")
+    check.add_argument("path", nargs="?", help="the file (default: $CURATION_SOURCES or sources.yaml)")
+    check.set_defaults(func=cmd_check)
+    inspect = commands.add_parser("inspect", help="parse upstream documents as a collector would; JSON lines")
+    inspect.add_argument("inputs", nargs="+", metavar="INPUT", help="files or http(s) URLs")
+    inspect.add_argument("--kind", default="feed", choices=["feed", "mastodon", "bluesky", "jetstream", "push"])
+    inspect.set_defaults(func=cmd_inspect)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return cmd_serve(args)
+    return int(args.func(args))

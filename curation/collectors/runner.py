@@ -1,0 +1,237 @@
+"""Runs every enabled source on its schedule: poll, store, record a status, back off on failure.
+
+One task per source (there are tens, not thousands). A failure of any kind becomes the source's
+visible status and a longer wait; it never stops the loop, and only 410 Gone stops polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult
+from curation.collectors.policy import next_delay
+from curation.errors import GoneError, RetryLaterError, SourceError
+from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus
+from curation.store import Store
+
+log = logging.getLogger("curation.collectors")
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def backfill(entries: list[Entry], limit: int) -> tuple[list[Entry], list[str]]:
+    """The newest `limit` entries of a first import, and the keys of the rest (remembered as seen)."""
+    far_future = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(entries, key=lambda e: e.published_at or far_future, reverse=True)
+    return ordered[:limit], [e.key for e in ordered[limit:]]
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        source: Source,
+        collector: Collector,
+        store: Store,
+        status: SourceStatus,
+        events: Callable[[str], list[Event]],
+        *,
+        clock: Clock = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.collector = collector
+        self.store = store
+        self.status = status
+        self.events = events
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.task: asyncio.Task[None] | None = None
+        self.wakeup = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"source:{self.source.id}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            self.task = None
+
+    async def run(self) -> None:
+        while self.status.state is not SourceState.GONE:
+            wait = 0.0
+            if self.status.next_poll_at is not None:
+                wait = max(0.0, (self.status.next_poll_at - self.clock()).total_seconds())
+            if wait:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), wait)
+                except TimeoutError:
+                    pass
+            await self.poll_once()
+
+    async def poll_once(self) -> None:
+        """One poll; never raises (but for cancellation)."""
+        status = self.status
+        now = self.clock()
+        status.last_poll_at = now
+        retry_after: float | None = None
+        retry_later = False
+        try:
+            result = await self.collector.poll(self.source, status)
+            await self._store(result)
+        except GoneError as e:
+            self._failed(e, now)
+            status.state = SourceState.GONE
+            status.next_poll_at = None
+            log.warning("%s: gone, polling stopped until the source is edited: %s", self.source.id, e)
+            await self._save()
+            return
+        except RetryLaterError as e:
+            self._failed(e, now)
+            retry_after, retry_later = e.retry_after, True
+        except SourceError as e:
+            self._failed(e, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in a collector must not stop the source or the others
+            log.exception("%s: unexpected error while polling", self.source.id)
+            self._failed(SourceError(f"internal error: {type(e).__name__}: {e}", source_id=self.source.id), now)
+        else:
+            status.state = SourceState.OK
+            status.error_count = 0
+            status.last_success_at = now
+        delay = next_delay(
+            self.source.interval,
+            error_count=status.error_count,
+            retry_after=retry_after,
+            retry_later=retry_later,
+            rng=self.rng,
+        )
+        status.next_poll_at = now + timedelta(seconds=delay)
+        await self._save()
+
+    def _failed(self, error: SourceError, now: datetime) -> None:
+        status = self.status
+        status.error_count += 1
+        text, url = error.message, getattr(error, "url", "")
+        status.last_error = f"{text} ({url})" if url and url not in text else text
+        status.last_error_at = now
+        status.state = SourceState.ERROR if status.error_count == 1 else SourceState.BACKING_OFF
+        log.warning("%s: %s (failure %d)", self.source.id, status.last_error, status.error_count)
+
+    async def _store(self, result: PollResult) -> None:
+        status = self.status
+        # validators are kept independently: a 304 may refresh one and not the other
+        status.etag = result.etag or status.etag
+        status.last_modified = result.last_modified or status.last_modified
+        if result.moved_to and result.moved_to != (status.moved_to or self.source.url):
+            log.info("%s: moved permanently to %s", self.source.id, result.moved_to)
+            status.moved_to = result.moved_to
+        if result.not_modified:
+            return
+        entries, ignore = list(result.entries), []
+        if not status.imported:
+            entries, ignore = backfill(entries, self.source.backfill)
+        for event in self.events(self.source.id):
+            changes = await self.store.ingest(event, self.source, entries, ignore=ignore)
+            status.items_seen += sum(1 for c in changes if c.item is not None and c.item.version == 1)
+        status.imported = True
+
+    async def _save(self) -> None:
+        try:
+            await self.store.save_status(self.status)
+        except Exception:  # the status is also kept in memory; a store hiccup must not kill the runner
+            log.exception("%s: could not save the source status", self.source.id)
+
+
+class Collection:
+    """All runners, kept in step with the configuration (reloads start, stop and restart sources)."""
+
+    def __init__(self, store: Store, context: CollectorContext, *, clock: Clock = _utcnow) -> None:
+        self.store = store
+        self.context = context
+        self.clock = clock
+        self.runners: dict[str, SourceRunner] = {}
+        self.statuses: dict[str, SourceStatus] = {}
+        self.config: Config | None = None
+        self._collectors: dict[str, Collector] = {}
+
+    def _collector(self, kind: str) -> Collector | None:
+        if kind not in self._collectors:
+            factory = REGISTRY.get(kind)
+            if factory is None:
+                return None
+            self._collectors[kind] = factory(self.context)
+        return self._collectors[kind]
+
+    def events_of(self, source_id: str) -> list[Event]:
+        if self.config is None:
+            return []
+        return [e for e in self.config.events_of(source_id) if e.status is not EventStatus.CLOSED]
+
+    async def load(self) -> None:
+        self.statuses = await self.store.load_statuses()
+
+    async def apply(self, config: Config) -> None:
+        """Start new sources, stop removed ones, restart edited ones; items already stored stay."""
+        old = self.config
+        self.config = config
+        wanted = {sid: s for sid, s in config.sources.items() if s.enabled and self.events_of(sid)}
+        for sid in list(self.runners):
+            runner = self.runners[sid]
+            if sid not in wanted or wanted[sid] != runner.source:
+                await runner.stop()
+                del self.runners[sid]
+        for sid, source in config.sources.items():
+            status = self._status(source, edited=old is not None and old.sources.get(sid) != source)
+            if sid not in wanted:
+                status.state = SourceState.DISABLED if not source.enabled else status.state
+                continue
+            if sid in self.runners:
+                continue
+            collector = self._collector(str(source.kind))
+            if collector is None:
+                status.state = SourceState.ERROR
+                status.last_error = f"no collector for kind {source.kind!r} in this release"
+                continue
+            if status.state is SourceState.DISABLED:
+                status.state = SourceState.PENDING
+            runner = SourceRunner(source, collector, self.store, status, self.events_of, clock=self.clock)
+            self.runners[sid] = runner
+            runner.start()
+
+    def _status(self, source: Source, *, edited: bool) -> SourceStatus:
+        status = self.statuses.get(source.id)
+        url = source.url
+        if status is None or status.kind != str(source.kind) or status.url != url:
+            # a new source, or the operator pointed it elsewhere: start afresh
+            status = SourceStatus(id=source.id, kind=str(source.kind), url=url)
+            self.statuses[source.id] = status
+        elif edited and status.state is SourceState.GONE:
+            # editing a gone source is how an operator re-enables it
+            status.state = SourceState.PENDING
+            status.next_poll_at = None
+        return status
+
+    async def stop(self) -> None:
+        for runner in list(self.runners.values()):
+            await runner.stop()
+        self.runners.clear()
+
+    def poll_now(self, source_id: str) -> None:
+        runner = self.runners.get(source_id)
+        if runner is not None:
+            runner.status.next_poll_at = None
+            runner.wakeup.set()

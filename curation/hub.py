@@ -1,0 +1,186 @@
+"""Fan-out of committed changes to every live reader of an event.
+
+Each change is encoded once, into one websocket frame (server frames are unmasked, so the same
+bytes are valid on every connection), and written straight to each reader's socket buffer: no
+task and no queue per reader on the publish path. A reader whose buffer holds more than the bound
+is disconnected at once; it comes back with `since` and misses nothing. A ring of recent frames
+per event serves most resumes without touching the store, and makes joining race-free: the step
+from "replayed up to here" to "registered for live changes" has no await in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from curation.codec import dumps
+from curation.models import Change
+from curation.store import Store
+
+log = logging.getLogger("curation.hub")
+
+RING_FRAMES = 4096
+RING_BYTES = 8 * 1024 * 1024
+REPLAY_BATCH = 500
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked websocket text frame (RFC 6455 §5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
+def message_frame(message: dict[str, object]) -> bytes:
+    return text_frame(dumps(message).encode())
+
+
+RESET_FRAME = message_frame({"type": "reset"})
+
+
+class Sink(Protocol):
+    """One reader's connection, as the hub sees it."""
+
+    def write(self, frame: bytes) -> bool:
+        """Queue a frame without waiting; False when the reader is gone or was just dropped as too slow."""
+        ...
+
+    def backlog(self) -> int:
+        """Bytes written but not yet sent."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the backlog is low again (used only while replaying a resume)."""
+        ...
+
+
+class Channel:
+    """The readers of one event and its recent frames."""
+
+    __slots__ = ("event", "head", "readers", "ring", "ring_bytes", "ring_start")
+
+    def __init__(self, event: str, head: int) -> None:
+        self.event = event
+        self.head = head
+        #: the ring holds every change with seq > ring_start (frame None: not for readers)
+        self.ring_start = head
+        self.ring: deque[tuple[int, bytes | None]] = deque()
+        self.ring_bytes = 0
+        self.readers: set[Sink] = set()
+
+    def push(self, seq: int, frame: bytes | None) -> None:
+        if seq <= self.head:
+            return  # already seen (a store may notify twice after a reconnect)
+        if seq != self.head + 1:
+            # a gap in what we were told: the ring no longer covers what came before
+            self.ring.clear()
+            self.ring_bytes = 0
+            self.ring_start = seq - 1
+        self.head = seq
+        self.ring.append((seq, frame))
+        self.ring_bytes += len(frame) if frame else 0
+        while len(self.ring) > RING_FRAMES or self.ring_bytes > RING_BYTES:
+            old_seq, old = self.ring.popleft()
+            self.ring_bytes -= len(old) if old else 0
+            self.ring_start = old_seq
+
+    def since(self, seq: int) -> list[bytes] | None:
+        """The reader frames after `seq`, or None when the ring does not reach back that far."""
+        if seq < self.ring_start:
+            return None
+        return [frame for s, frame in self.ring if s > seq and frame is not None]
+
+
+class Hub:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.channels: dict[str, Channel] = {}
+        self.dropped = 0
+        self.deliveries = 0
+
+    def readers(self, event: str | None = None) -> int:
+        if event is not None:
+            channel = self.channels.get(event)
+            return len(channel.readers) if channel else 0
+        return sum(len(c.readers) for c in self.channels.values())
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        """Store listener: runs on the event loop after each commit."""
+        for change in changes:
+            channel = self.channels.get(change.event)
+            if channel is None:
+                channel = self.channels[change.event] = Channel(change.event, change.seq - 1)
+            frame = change.message.encode() if change.message is not None else None
+            frame = text_frame(frame) if frame is not None else None
+            channel.push(change.seq, frame)
+            if frame is None or not channel.readers:
+                continue
+            gone = [sink for sink in channel.readers if not sink.write(frame)]
+            self.deliveries += len(channel.readers) - len(gone)
+            if gone:
+                self.dropped += len(gone)
+                channel.readers.difference_update(gone)
+
+    async def _channel(self, event: str) -> Channel:
+        channel = self.channels.get(event)
+        if channel is None:
+            head = await self.store.head(event)
+            # a publish may have created it while we waited
+            channel = self.channels.setdefault(event, Channel(event, head))
+        return channel
+
+    async def join(self, event: str, sink: Sink, since: int | None) -> bool:
+        """Send hello, then what the reader missed after `since`, then register it for live changes.
+
+        Returns False when the reader went away (or was too slow) before it was registered.
+        """
+        channel = await self._channel(event)
+        if not sink.write(message_frame({"type": "hello", "seq": channel.head})):
+            return False
+        if since is None:
+            channel.readers.add(sink)
+            return True
+        if since > channel.head or since < 0:
+            return self._reset(channel, sink)
+        position = since
+        while True:
+            tail = channel.since(position)
+            if tail is not None:
+                # no await from here to the registration: nothing can slip between
+                if not all(sink.write(frame) for frame in tail):
+                    return False
+                channel.readers.add(sink)
+                return True
+            changes = await self.store.changes_since(event, position, limit=REPLAY_BATCH)
+            if not changes:
+                return self._reset(channel, sink)
+            for change in changes:
+                # a commit the hub has not been told of yet: it will come through publish()
+                if change.seq > channel.head:
+                    break
+                if change.message is not None and not sink.write(text_frame(change.message.encode())):
+                    return False
+                position = change.seq
+            else:
+                await sink.drain()
+                continue
+            await asyncio.sleep(0.005)
+
+    def _reset(self, channel: Channel, sink: Sink) -> bool:
+        if not sink.write(RESET_FRAME):
+            return False
+        channel.readers.add(sink)
+        return True
+
+    def leave(self, event: str, sink: Sink) -> None:
+        channel = self.channels.get(event)
+        if channel is not None:
+            channel.readers.discard(sink)

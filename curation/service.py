@@ -1,0 +1,168 @@
+"""The running Fil: wires config, store, hub, collectors and the demo together; reloads sources.yaml.
+
+Data flows one way: collectors -> store -> (listener) -> hub -> readers. The web layer only reads
+from here; nothing below it imports the web layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import replace
+
+from curation.collectors import CollectorContext
+from curation.collectors.fetch import Fetcher
+from curation.collectors.runner import Collection
+from curation.config import Settings
+from curation.errors import ConfigErrors
+from curation.hub import Hub
+from curation.models import Config, Event, EventStatus, SourceStatus
+from curation.sources import load_config
+from curation.store import Store, open_store
+
+log = logging.getLogger("curation")
+
+
+class Fil:
+    def __init__(self, settings: Settings, *, store: Store | None = None, executor: Executor | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store, log_retention=settings.log_retention)
+        self.hub = Hub(self.store)
+        self.fetcher = Fetcher(
+            allow_private=settings.allow_private_hosts,
+            max_body=settings.max_body,
+            connect_timeout=settings.connect_timeout,
+            total_timeout=settings.fetch_timeout,
+        )
+        self._executor = executor
+        self._own_executor = executor is None
+        self.collection: Collection | None = None
+        self.config = Config(path=settings.sources, events=(), sources={})
+        self.demo_config: Config | None = None
+        self.ready = False
+        self.last_reload_error: str | None = None
+        self._demo: object | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._unlisten = self.store.listen(self.hub.publish)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open everything; raises ConfigErrors when sources.yaml is invalid (the server refuses to start)."""
+        config = await asyncio.to_thread(self._load)
+        await self.store.open()
+        await self.fetcher.start()
+        if self._executor is None:
+            # parsing feeds is CPU work: a separate process keeps it (and the GIL) off the event loop
+            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+        self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
+        await self.collection.load()
+        if self.settings.demo:
+            await self._start_demo()
+        await self._apply(config)
+        self._watch_task = asyncio.create_task(self._watch(), name="sources-watch")
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self.collection is not None:
+            await self.collection.stop()
+        if self._demo is not None:
+            await self._demo.stop()  # type: ignore[attr-defined]
+        await self.fetcher.close()
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._unlisten()
+        await self.store.close()
+
+    async def _start_demo(self) -> None:
+        from curation.demo import DemoUpstream
+
+        demo = DemoUpstream()
+        await demo.start()
+        self._demo = demo
+        self.fetcher.trusted_origins.add(demo.origin)
+        event, sources = demo.config()
+        self.demo_config = Config(path="(built-in demo)", events=(event,), sources={s.id: s for s in sources})
+        log.info("demo event live at %s/events/%s", self.settings.base_url, event.slug)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _load(self) -> Config:
+        config = load_config(self.settings.sources, min_interval=self.settings.min_poll_interval)
+        self._stamp = self._file_stamp()
+        return config
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.settings.sources)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _merged(self, config: Config) -> Config:
+        if self.demo_config is None:
+            return config
+        events = tuple(e for e in config.events if e.slug not in {d.slug for d in self.demo_config.events})
+        sources = dict(self.demo_config.sources)
+        sources.update(config.sources)
+        return replace(config, events=self.demo_config.events + events, sources=sources)
+
+    async def _apply(self, config: Config) -> None:
+        self.config = self._merged(config)
+        assert self.collection is not None
+        await self.collection.apply(self.config)
+
+    async def reload(self) -> bool:
+        """Re-read sources.yaml; an invalid file is refused and the running config stays."""
+        try:
+            config = await asyncio.to_thread(self._load)
+        except ConfigErrors as e:
+            self.last_reload_error = str(e)
+            log.error("sources file not reloaded, the running configuration stays:\n%s", e)
+            return False
+        self.last_reload_error = None
+        await self._apply(config)
+        log.info("sources file reloaded: %d events, %d sources", len(config.events), len(config.sources))
+        return True
+
+    def _on_sighup(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                self._stamp = stamp
+                await self.reload()
+
+    # -- what the web layer reads ----------------------------------------------------------
+
+    def public_events(self) -> list[Event]:
+        return [e for e in self.config.events if e.status is not EventStatus.DRAFT]
+
+    def reader_event(self, slug: str) -> Event | None:
+        """The event readers may see: configured and not a draft."""
+        event = self.config.event(slug)
+        if event is None or event.status is EventStatus.DRAFT:
+            return None
+        return event
+
+    def statuses(self) -> list[SourceStatus]:
+        statuses = self.collection.statuses if self.collection else {}
+        return [statuses[sid] for sid in self.config.sources if sid in statuses]

@@ -1,0 +1,87 @@
+"""The Store seam: items, per-event change logs and source state, behind one Protocol.
+
+`open_store(url)` picks the backend by URL scheme with a lazy import (sqlite:/// today,
+redis:// in a later release). Tests in tests/test_store.py are written against the Protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from curation.models import Change, Entry, Event, Item, Order, Page, Source, SourceStatus
+
+ChangeListener = Callable[[Sequence[Change]], None]
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Create or upgrade the schema and start the backend's workers."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ingest(
+        self,
+        event: Event,
+        source: Source,
+        entries: Sequence[Entry],
+        *,
+        now: datetime | None = None,
+        ignore: Sequence[str] = (),
+    ) -> list[Change]:
+        """Apply what a collector found to one event, atomically, and append the changes to its log.
+
+        New entries become items, changed ones updates (timeline.updated_item), the rest nothing.
+        An entry whose canonical URL is already an item of the event (from any source) is that item.
+        `ignore` lists entry keys to remember as seen without taking them (beyond the first backfill).
+        Returns the changes written, in seq order; listeners are told after the commit.
+        """
+        ...
+
+    async def page(self, event: str, *, limit: int = DEFAULT_PAGE, before: str | None = None,
+                   order: Order = Order.NEWEST) -> Page:
+        """Published items in display order (pinned first on the first page) and the seq they reflect.
+
+        Raises:
+            ValueError: `before` is not a cursor this store made.
+        """
+        ...
+
+    async def changes_since(self, event: str, since: int, *, limit: int = 1000) -> list[Change] | None:
+        """Up to `limit` changes with seq > since, or None when `since` is older than the log keeps
+        or newer than its head (the reader must reset)."""
+        ...
+
+    async def head(self, event: str) -> int:
+        """The seq of the event's latest change (0 for none)."""
+        ...
+
+    async def get_item(self, event: str, item_id: str) -> Item | None: ...
+
+    async def load_statuses(self) -> dict[str, SourceStatus]: ...
+
+    async def save_status(self, status: SourceStatus) -> None: ...
+
+    def listen(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` on the event loop with every batch of committed changes; returns an unsubscribe."""
+        ...
+
+
+def open_store(url: str, *, log_retention: int = 10000) -> Store:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `sqlite://:memory:`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"CURATION_STORE={url!r}: expected sqlite:///path.db or redis://host:port/db")
+    if scheme == "sqlite":
+        from curation.store.sqlite import SQLiteStore
+
+        path = rest[1:] if rest.startswith("/") else rest
+        return SQLiteStore(path or ":memory:", log_retention=log_retention)
+    if scheme in {"redis", "rediss"}:
+        raise ValueError(f"CURATION_STORE={url!r}: the Redis backend is not available in this release")
+    raise ValueError(f"CURATION_STORE={url!r}: unknown store scheme {scheme!r} (use sqlite:///path.db)")

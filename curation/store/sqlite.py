@@ -1,0 +1,444 @@
+"""The embedded store: SQLite in WAL mode, one writer thread, reads on a small thread pool.
+
+Every write runs on the one writer thread (no lock contention, no blocked event loop); commits
+use synchronous=FULL so an acknowledged change survives kill -9 and power loss alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from curation import timeline
+from curation.codec import change_message, dumps, item_from_record, item_to_record
+from curation.errors import StoreError
+from curation.models import (
+    Change,
+    Entry,
+    Event,
+    Item,
+    Order,
+    Page,
+    Source,
+    SourceStatus,
+    parse_rfc3339,
+    utcnow,
+)
+from curation.normalize import canonical_url
+from curation.store import DEFAULT_PAGE, MAX_PAGE, ChangeListener
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    event TEXT NOT NULL, id TEXT NOT NULL, curl TEXT, state TEXT NOT NULL, pinned INTEGER NOT NULL,
+    sort_us INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (event, id));
+CREATE INDEX IF NOT EXISTS items_timeline ON items (event, state, pinned, sort_us, id);
+CREATE INDEX IF NOT EXISTS items_curl ON items (event, curl);
+CREATE TABLE IF NOT EXISTS keys (
+    event TEXT NOT NULL, source_id TEXT NOT NULL, key TEXT NOT NULL, item_id TEXT NOT NULL,
+    PRIMARY KEY (event, source_id, key));
+CREATE TABLE IF NOT EXISTS log_heads (event TEXT PRIMARY KEY, seq INTEGER NOT NULL, min_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    event TEXT NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, item_id TEXT NOT NULL,
+    public INTEGER NOT NULL, at TEXT NOT NULL, item TEXT, message TEXT, PRIMARY KEY (event, seq));
+CREATE TABLE IF NOT EXISTS source_status (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+
+def _us(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+def encode_cursor(sort_us: int, item_id: str) -> str:
+    return base64.urlsafe_b64encode(dumps([sort_us, item_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        sort_us, item_id = json.loads(raw)
+        if not isinstance(sort_us, int) or not isinstance(item_id, str):
+            raise TypeError
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"not a valid cursor: {cursor[:40]!r}") from e
+    return sort_us, item_id
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, log_retention: int = 10000) -> None:
+        self.path = path
+        self.log_retention = max(1, log_retention)
+        self._listeners: list[ChangeListener] = []
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_error = f"cannot open {path}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.path != ":memory:":
+            folder = os.path.dirname(os.path.abspath(self.path))
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the data folder {folder}: {e}") from e
+        self._writer = threading.Thread(target=self._write_loop, name="fil-sqlite-writer", daemon=True)
+        self._writer.start()
+        await self._write(self._setup)
+        if self.path != ":memory:":
+            self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fil-sqlite-reader")
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        for conn in self._reader_conns:
+            conn.close()
+        self._reader_conns.clear()
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            conn.execute(statement)  # not executescript: it would commit outside our transaction
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {row[0]} is newer than this Fil ({SCHEMA_VERSION})")
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        try:
+            self._conn = _connect(self.path)
+        except sqlite3.Error as e:
+            self._open_error = f"cannot open {self.path}: {e}"
+        while (job := self._jobs.get()) is not None:
+            job()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None) -> asyncio.Future[T]:
+        """Run `fn` in one transaction on the writer thread; `after` runs on the loop before the caller resumes."""
+        loop = self._loop
+        assert loop is not None, "store not opened"
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+                return
+            if after is not None:
+                after(result)  # type: ignore[arg-type]
+            future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise StoreError(self._open_error)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                loop.call_soon_threadsafe(settle, None, StoreError(f"{self.path}: {e}"))
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting caller
+                loop.call_soon_threadsafe(settle, None, e)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        self._jobs.put(job)
+        return future
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:  # in-memory: the writer's connection is the only one
+            return await self._write(fn)
+        loop = asyncio.get_running_loop()
+
+        def run() -> T:
+            conn = self._reader_conn()
+            conn.execute("BEGIN")  # one snapshot for every statement of fn
+            try:
+                return fn(conn)
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+            finally:
+                conn.execute("COMMIT")
+
+        return await loop.run_in_executor(self._readers, run)
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def listen(self, listener: ChangeListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        for listener in list(self._listeners):
+            listener(changes)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        event: Event,
+        source: Source,
+        entries: Sequence[Entry],
+        *,
+        now: datetime | None = None,
+        ignore: Sequence[str] = (),
+    ) -> list[Change]:
+        when = now or utcnow()
+        return await self._write(lambda conn: self._ingest(conn, event, source, entries, ignore, when), self._notify)
+
+    def _ingest(
+        self,
+        conn: sqlite3.Connection,
+        event: Event,
+        source: Source,
+        entries: Sequence[Entry],
+        ignore: Sequence[str],
+        now: datetime,
+    ) -> list[Change]:
+        conn.executemany(
+            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, '')", [(event.slug, source.id, key) for key in ignore]
+        )
+        seq = self._head(conn, event.slug)
+        changes: list[Change] = []
+        for entry in entries:
+            if not timeline.admitted(entry, source):
+                continue
+            before, skip = self._find(conn, event.slug, source.id, entry)
+            if skip:
+                continue  # seen before and left out, or the same story already in from another source
+            if before is None:
+                after: Item | None = timeline.new_item(
+                    entry, source, event, item_id_=timeline.item_id(source.id, entry.key), now=now
+                )
+            else:
+                after = timeline.updated_item(before, entry, now=now)
+            if after is None:
+                continue
+            seq += 1
+            change = timeline.change_for(before, after, seq=seq, now=now)
+            change = _with_message(change)
+            self._put_item(conn, after)
+            conn.execute(
+                "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event.slug, source.id, entry.key, after.id)
+            )
+            self._append(conn, change)
+            changes.append(change)
+        if changes:
+            self._set_head(conn, event.slug, seq)
+        return changes
+
+    def _find(self, conn: sqlite3.Connection, event: str, source_id: str, entry: Entry) -> tuple[Item | None, bool]:
+        """The item this entry already is, and whether it stands for an item of another source.
+
+        A key mapped to "" was seen and deliberately left out (beyond the first import's backfill).
+        """
+        row = conn.execute(
+            "SELECT item_id FROM keys WHERE event = ? AND source_id = ? AND key = ?", (event, source_id, entry.key)
+        ).fetchone()
+        if row is not None:
+            item = self._load(conn, event, row[0]) if row[0] else None
+            return item, item is None or item.source_id != source_id
+        if entry.url:
+            found = conn.execute(
+                "SELECT id FROM items WHERE event = ? AND curl = ? LIMIT 1", (event, canonical_url(entry.url))
+            ).fetchone()
+            if found is not None:
+                item = self._load(conn, event, found[0])
+                if item is not None:
+                    conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event, source_id, entry.key, item.id))
+                    return item, item.source_id != source_id
+        return None, False
+
+    def _load(self, conn: sqlite3.Connection, event: str, item_id: str) -> Item | None:
+        row = conn.execute("SELECT data FROM items WHERE event = ? AND id = ?", (event, item_id)).fetchone()
+        return item_from_record(json.loads(row[0])) if row else None
+
+    def _put_item(self, conn: sqlite3.Connection, item: Item) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.event,
+                item.id,
+                canonical_url(item.url) if item.url else None,
+                str(item.state),
+                int(item.pinned),
+                _us(item.sort_at),
+                dumps(item_to_record(item)),
+            ),
+        )
+
+    def _append(self, conn: sqlite3.Connection, change: Change) -> None:
+        conn.execute(
+            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                change.event,
+                change.seq,
+                change.op,
+                change.item_id,
+                int(change.public),
+                change.at.isoformat(),
+                dumps(item_to_record(change.item)) if change.item is not None else None,
+                change.message,
+            ),
+        )
+
+    def _head(self, conn: sqlite3.Connection, event: str) -> int:
+        row = conn.execute("SELECT seq FROM log_heads WHERE event = ?", (event,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_head(self, conn: sqlite3.Connection, event: str, seq: int) -> None:
+        row = conn.execute("SELECT min_seq FROM log_heads WHERE event = ?", (event,)).fetchone()
+        min_seq = int(row[0]) if row else 1
+        # prune in steps of a tenth so the delete is not paid on every write
+        if seq - min_seq + 1 > self.log_retention + max(1, self.log_retention // 10):
+            min_seq = seq - self.log_retention + 1
+            conn.execute("DELETE FROM changes WHERE event = ? AND seq < ?", (event, min_seq))
+        conn.execute("INSERT OR REPLACE INTO log_heads VALUES (?, ?, ?)", (event, seq, min_seq))
+
+    async def save_status(self, status: SourceStatus) -> None:
+        record = dumps(status.to_record())
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO source_status VALUES (?, ?)", (status.id, record))
+
+        await self._write(run)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def head(self, event: str) -> int:
+        return await self._read(lambda conn: self._head(conn, event))
+
+    async def get_item(self, event: str, item_id: str) -> Item | None:
+        return await self._read(lambda conn: self._load(conn, event, item_id))
+
+    async def page(
+        self, event: str, *, limit: int = DEFAULT_PAGE, before: str | None = None, order: Order = Order.NEWEST
+    ) -> Page:
+        limit = max(1, min(MAX_PAGE, limit))
+        cursor = decode_cursor(before) if before else None
+        newest = order is Order.NEWEST
+        direction, compare = ("DESC", "<") if newest else ("ASC", ">")
+
+        def run(conn: sqlite3.Connection) -> Page:
+            seq = self._head(conn, event)
+            items: list[Item] = []
+            if cursor is None:
+                rows = conn.execute(
+                    "SELECT data FROM items WHERE event = ? AND state = 'published' AND pinned = 1 "
+                    f"ORDER BY sort_us {direction}, id {direction}",
+                    (event,),
+                ).fetchall()
+                items.extend(item_from_record(json.loads(r[0])) for r in rows)
+                where, args = "", (event, limit + 1)
+            else:
+                where, args = f"AND (sort_us, id) {compare} (?, ?)", (event, cursor[0], cursor[1], limit + 1)
+            rows = conn.execute(
+                "SELECT sort_us, id, data FROM items WHERE event = ? AND state = 'published' AND pinned = 0 "
+                f"{where} ORDER BY sort_us {direction}, id {direction} LIMIT ?",
+                args,
+            ).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            items.extend(item_from_record(json.loads(r[2])) for r in rows)
+            nxt = encode_cursor(rows[-1][0], rows[-1][1]) if more and rows else None
+            return Page(items=items, seq=seq, next=nxt)
+
+        return await self._read(run)
+
+    async def changes_since(self, event: str, since: int, *, limit: int = 1000) -> list[Change] | None:
+        def run(conn: sqlite3.Connection) -> list[Change] | None:
+            row = conn.execute("SELECT seq, min_seq FROM log_heads WHERE event = ?", (event,)).fetchone()
+            head, min_seq = (int(row[0]), int(row[1])) if row else (0, 1)
+            if since < min_seq - 1 or since > head:
+                return None
+            rows = conn.execute(
+                "SELECT seq, op, item_id, public, at, item, message FROM changes "
+                "WHERE event = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (event, since, limit),
+            ).fetchall()
+            return [_change_from_row(event, r) for r in rows]
+
+        return await self._read(run)
+
+    async def load_statuses(self) -> dict[str, SourceStatus]:
+        def run(conn: sqlite3.Connection) -> dict[str, SourceStatus]:
+            rows = conn.execute("SELECT id, data FROM source_status").fetchall()
+            return {r[0]: SourceStatus.from_record(json.loads(r[1])) for r in rows}
+
+        return await self._read(run)
+
+
+def _with_message(change: Change) -> Change:
+    return dataclasses.replace(change, message=change_message(change))
+
+
+def _change_from_row(event: str, row: tuple[Any, ...]) -> Change:
+    seq, op, item_id, public, at, item, message = row
+    when = parse_rfc3339(at)
+    assert when is not None
+    return Change(
+        event=event,
+        seq=int(seq),
+        op=op,
+        item_id=item_id,
+        item=item_from_record(json.loads(item)) if item else None,
+        public=bool(public),
+        at=when,
+        message=message,
+    )
+
+

@@ -1,0 +1,114 @@
+"""Pure decisions about the timeline: is an entry new, an update or nothing, and where it goes.
+
+No I/O and no clock of its own: every store backend calls these with `now` so the rules are the
+same on SQLite and Redis. The ordering rule is written in the README ("Ordering").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime, timedelta
+
+from curation.models import Change, Entry, Event, Item, ItemState, Moderation, Source
+
+#: content changes seen without a newer upstream date, per item; past it the item stops churning
+MAX_HASH_UPDATES = 24
+#: dates further in the future than this are displayed at first-seen time (clock skew is forgiven)
+FUTURE_GRACE = timedelta(minutes=10)
+
+
+def item_id(source_id: str, key: str) -> str:
+    """A stable, URL-safe id (letters, digits, - and _) from the source and the entry's key."""
+    digest = hashlib.sha256(f"{source_id}\x00{key}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
+
+
+def _matches(entry: Entry, words: tuple[str, ...]) -> bool:
+    haystack = " ".join(filter(None, (entry.title, entry.text))).casefold()
+    return any(word.casefold() in haystack for word in words)
+
+
+def admitted(entry: Entry, source: Source) -> bool:
+    """The source's include / exclude keyword lists: entries outside them are never stored."""
+    if source.include and not _matches(entry, source.include):
+        return False
+    return not (source.exclude and _matches(entry, source.exclude))
+
+
+def initial_state(entry: Entry, source: Source, event: Event) -> ItemState:
+    if event.keywords_block and _matches(entry, event.keywords_block):
+        return ItemState.REJECTED
+    if source.moderation is Moderation.QUEUE and not (event.keywords_allow and _matches(entry, event.keywords_allow)):
+        return ItemState.QUEUED
+    return ItemState.PUBLISHED
+
+
+def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: datetime) -> Item:
+    """Place a first-seen entry.
+
+    The timeline is ordered by `sort_at` = the upstream date, but never later than the moment Fil
+    first saw the entry: a future date cannot lift an item above newer ones, and the times shown
+    down the page stay in order. A date more than FUTURE_GRACE ahead is shown as first-seen time.
+    """
+    published = entry.published_at or now
+    if published > now + FUTURE_GRACE:
+        published = now
+    return Item(
+        id=item_id_,
+        event=event.slug,
+        source_id=source.id,
+        source_kind=str(source.kind),
+        source_label=source.label,
+        role=source.role,
+        kind=entry.kind,
+        key=entry.key,
+        url=entry.url,
+        title=entry.title,
+        text=entry.text,
+        html=entry.html,
+        content_hash=entry.content_hash,
+        author=entry.author,
+        media=entry.media,
+        published_at=published,
+        updated_at=None,
+        first_seen_at=now,
+        sort_at=min(published, now),
+        state=initial_state(entry, source, event),
+        content_warning=entry.content_warning,
+    )
+
+
+def updated_item(existing: Item, entry: Entry, *, now: datetime) -> Item | None:
+    """The item after an upstream edit, or None when nothing changed or the edit budget is spent.
+
+    An update never moves the item: published_at, first_seen_at and sort_at stay.
+    """
+    if entry.content_hash == existing.content_hash:
+        return None
+    dated = entry.updated_at is not None and (existing.updated_at is None or entry.updated_at > existing.updated_at)
+    if not dated and existing.update_count >= MAX_HASH_UPDATES:
+        return None
+    updated_at = entry.updated_at if dated and entry.updated_at is not None and entry.updated_at <= now else now
+    return existing.replace(
+        title=entry.title,
+        text=entry.text,
+        html=entry.html,
+        url=entry.url or existing.url,
+        author=entry.author,
+        media=entry.media,
+        content_hash=entry.content_hash,
+        content_warning=entry.content_warning,
+        updated_at=updated_at,
+        version=existing.version + 1,
+        update_count=existing.update_count + (0 if dated else 1),
+    )
+
+
+def change_for(before: Item | None, after: Item, *, seq: int, now: datetime) -> Change:
+    """The log entry for `before` becoming `after`; readers see it only if they could see either side."""
+    if after.visible:
+        return Change(after.event, seq, "upsert", after.id, after, True, now)
+    was_visible = before is not None and before.visible
+    op = "remove" if was_visible else "upsert"
+    return Change(after.event, seq, op, after.id, after, was_visible, now)

@@ -1,0 +1,48 @@
+"""The web layer: create_app() builds the Starlette application around one running Fil."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from curation.config import Settings
+from curation.service import Fil
+from curation.web import api, live, pages
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> Starlette:
+    """The application; the Fil service starts with the app's lifespan and stops with it."""
+    service = fil or Fil(settings or Settings.from_env())
+    templates = Jinja2Templates(directory=str(ROOT / "templates"))
+    pages.setup(templates)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    routes = [
+        Route("/", pages.index, name="index"),
+        Route("/events/{slug}", pages.event_page, name="event"),
+        Route("/api/events", api.events),
+        Route("/api/events/{slug}/items", api.items),
+        WebSocketRoute("/api/events/{slug}/live", live.live),
+        Route("/api/sources", api.sources),
+        Route("/healthz", api.healthz),
+        Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.fil = service
+    app.state.templates = templates
+    return app

@@ -1,0 +1,143 @@
+"""Shared fixtures: sample data, a store per backend, and a real Fil server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import uvicorn
+
+if TYPE_CHECKING:
+    from curation.service import Fil
+
+from curation.config import Settings
+from curation.models import Author, Entry, Event, ItemKind, Moderation, Role, Source, SourceKind
+from curation.store import Store, open_store
+
+T0 = datetime(2027, 7, 12, 12, 0, tzinfo=UTC)
+
+
+def make_entry(
+    key: str,
+    *,
+    title: str | None = None,
+    text: str = "",
+    url: str | None = None,
+    published: datetime | None = T0,
+    updated: datetime | None = None,
+) -> Entry:
+    title = title if title is not None else f"Title {key}"
+    body = text or f"Body of {key}"
+    return Entry(
+        key=key,
+        kind=ItemKind.ARTICLE,
+        url=url if url is not None else f"https://news.example/{key}",
+        title=title,
+        text=body,
+        html=f"<p>{body}</p>",
+        content_hash=hashlib.sha256(f"{title}\0{body}".encode()).hexdigest(),
+        author=Author(name="Desk"),
+        published_at=published,
+        updated_at=updated,
+    )
+
+
+def make_source(source_id: str = "desk", **overrides: object) -> Source:
+    values: dict[str, object] = dict(
+        id=source_id,
+        kind=SourceKind.FEED,
+        role=Role.EDITORIAL,
+        label=source_id.title(),
+        moderation=Moderation.AUTO,
+        url=f"https://news.example/{source_id}.rss",
+    )
+    values.update(overrides)
+    return Source(**values)  # type: ignore[arg-type]
+
+
+def make_event(slug: str = "stage-1", sources: tuple[str, ...] = ("desk",), **overrides: object) -> Event:
+    values: dict[str, object] = dict(slug=slug, title=f"Event {slug}", sources=sources)
+    values.update(overrides)
+    return Event(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store on each backend (the Redis backend joins this list when it exists)."""
+    backend = open_store(f"sqlite:///{tmp_path}/fil.db", log_retention=50)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningFil:
+    """A real Fil (uvicorn, Fil's websocket protocol) serving on 127.0.0.1 inside the test's loop."""
+
+    base: str
+    fil: Fil
+    server: uvicorn.Server
+    task: asyncio.Task[None] = field(repr=False)
+
+    @property
+    def ws_base(self) -> str:
+        return self.base.replace("http://", "ws://", 1)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 15)
+
+
+async def start_fil(sources_path: Path, data: Path, **settings: object) -> RunningFil:
+    from curation.server import uvicorn_config
+    from curation.web import create_app
+
+    port = free_port()
+    values: dict[str, object] = dict(
+        sources=str(sources_path),
+        store=f"sqlite:///{data}/fil.db",
+        port=port,
+        allow_private_hosts=True,
+        min_poll_interval=0.2,
+        reload_interval=0.2,
+        log_level="warning",
+    )
+    values.update(settings)
+    settings_ = Settings(**values)  # type: ignore[arg-type]
+    app = create_app(settings_)
+    server = uvicorn.Server(uvicorn_config(settings_, app=app))
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    assert server.started, "Fil did not start"
+    return RunningFil(base=f"http://127.0.0.1:{port}", fil=app.state.fil, server=server, task=task)
+
+
+@pytest.fixture
+def sources_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "sources.yaml"
+    path.write_text("events: []\n")
+    yield path
+
+
+def recent(seconds: float = 0) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=seconds)
