@@ -1,18 +1,18 @@
 """The exception tree of Fil; every error names the thing that is wrong.
 
-    CurationError
-    ├── ConfigError(path, line, key)       sources.yaml problems; the CLI exits 2
-    ├── SourceError(source_id)             turned into a per-source status, never a crash
-    │   ├── FetchError(url, status)
-    │   │   ├── BlockedAddressError         target resolves to a non-public address
-    │   │   ├── TooLargeError               body over the cap (after decompression)
-    │   │   ├── RetryLaterError(retry_after) 429/503 with or without Retry-After
-    │   │   └── GoneError                   410: stop polling until re-enabled
-    │   └── ParseError                      the document could not be read as a feed
-    ├── NotFoundError(CurationError, LookupError)
-    │   ├── EventNotFound
-    │   └── ItemNotFound
-    └── StoreError                         wraps sqlite3 / redis errors
+CurationError
+├── ConfigError(path, line, key)       sources.yaml problems; the CLI exits 2
+├── SourceError(source_id)             turned into a per-source status, never a crash
+│   ├── FetchError(url, status)
+│   │   ├── BlockedAddressError         target resolves to a non-public address
+│   │   ├── TooLargeError               body over the cap (after decompression)
+│   │   ├── RetryLaterError(retry_after) 429/503 with or without Retry-After
+│   │   └── GoneError                   410: stop polling until re-enabled
+│   └── ParseError                      the document could not be read as a feed
+├── NotFoundError(CurationError, LookupError)
+│   ├── EventNotFound
+│   └── ItemNotFound
+└── StoreError                         wraps sqlite3 / redis errors
 """
 
 from __future__ import annotations

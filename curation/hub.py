@@ -3,7 +3,10 @@
 Each change is encoded once, into one websocket frame (server frames are unmasked, so the same
 bytes are valid on every connection), and written straight to each reader's socket buffer: no
 task and no queue per reader on the publish path. A reader whose buffer holds more than the bound
-is disconnected at once; it comes back with `since` and misses nothing. A ring of recent frames
+is disconnected at the next change; it comes back with `since` and misses nothing. The bound is
+checked once per commit, before its frames are written, so a burst from one commit (a first
+import) never costs a healthy reader its connection; what a reader may hold is the bound plus one
+commit. A ring of recent frames
 per event serves most resumes without touching the store, and makes joining race-free: the step
 from "replayed up to here" to "registered for live changes" has no await in it.
 """
@@ -49,8 +52,9 @@ RESET_FRAME = message_frame({"type": "reset"})
 class Sink(Protocol):
     """One reader's connection, as the hub sees it."""
 
-    def write(self, frame: bytes) -> bool:
-        """Queue a frame without waiting; False when the reader is gone or was just dropped as too slow."""
+    def send(self, frames: Sequence[bytes]) -> bool:
+        """Queue frames without waiting; False when the reader is gone, or was just dropped because the
+        bytes it held back before these frames were over its bound."""
         ...
 
     def backlog(self) -> int:
@@ -76,9 +80,10 @@ class Channel:
         self.ring_bytes = 0
         self.readers: set[Sink] = set()
 
-    def push(self, seq: int, frame: bytes | None) -> None:
+    def push(self, seq: int, frame: bytes | None) -> bool:
+        """Remember a change; False when it was already seen (a store may notify twice after a reconnect)."""
         if seq <= self.head:
-            return  # already seen (a store may notify twice after a reconnect)
+            return False
         if seq != self.head + 1:
             # a gap in what we were told: the ring no longer covers what came before
             self.ring.clear()
@@ -91,6 +96,7 @@ class Channel:
             old_seq, old = self.ring.popleft()
             self.ring_bytes -= len(old) if old else 0
             self.ring_start = old_seq
+        return True
 
     def since(self, seq: int) -> list[bytes] | None:
         """The reader frames after `seq`, or None when the ring does not reach back that far."""
@@ -114,17 +120,20 @@ class Hub:
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Store listener: runs on the event loop after each commit."""
+        batches: dict[str, list[bytes]] = {}
         for change in changes:
             channel = self.channels.get(change.event)
             if channel is None:
                 channel = self.channels[change.event] = Channel(change.event, change.seq - 1)
-            frame = change.message.encode() if change.message is not None else None
-            frame = text_frame(frame) if frame is not None else None
-            channel.push(change.seq, frame)
-            if frame is None or not channel.readers:
+            frame = text_frame(change.message.encode()) if change.message is not None else None
+            if channel.push(change.seq, frame) and frame is not None:
+                batches.setdefault(change.event, []).append(frame)
+        for event, frames in batches.items():
+            channel = self.channels[event]
+            if not channel.readers:
                 continue
-            gone = [sink for sink in channel.readers if not sink.write(frame)]
-            self.deliveries += len(channel.readers) - len(gone)
+            gone = [sink for sink in channel.readers if not sink.send(frames)]
+            self.deliveries += (len(channel.readers) - len(gone)) * len(frames)
             if gone:
                 self.dropped += len(gone)
                 channel.readers.difference_update(gone)
@@ -143,7 +152,7 @@ class Hub:
         Returns False when the reader went away (or was too slow) before it was registered.
         """
         channel = await self._channel(event)
-        if not sink.write(message_frame({"type": "hello", "seq": channel.head})):
+        if not sink.send((message_frame({"type": "hello", "seq": channel.head}),)):
             return False
         if since is None:
             channel.readers.add(sink)
@@ -155,27 +164,32 @@ class Hub:
             tail = channel.since(position)
             if tail is not None:
                 # no await from here to the registration: nothing can slip between
-                if not all(sink.write(frame) for frame in tail):
+                if tail and not sink.send(tail):
                     return False
                 channel.readers.add(sink)
                 return True
             changes = await self.store.changes_since(event, position, limit=REPLAY_BATCH)
             if not changes:
                 return self._reset(channel, sink)
+            frames = []
+            caught_up = True
             for change in changes:
                 # a commit the hub has not been told of yet: it will come through publish()
                 if change.seq > channel.head:
+                    caught_up = False
                     break
-                if change.message is not None and not sink.write(text_frame(change.message.encode())):
-                    return False
+                if change.message is not None:
+                    frames.append(text_frame(change.message.encode()))
                 position = change.seq
-            else:
+            if frames and not sink.send(frames):
+                return False
+            if caught_up:
                 await sink.drain()
-                continue
-            await asyncio.sleep(0.005)
+            else:
+                await asyncio.sleep(0.005)
 
     def _reset(self, channel: Channel, sink: Sink) -> bool:
-        if not sink.write(RESET_FRAME):
+        if not sink.send((RESET_FRAME,)):
             return False
         channel.readers.add(sink)
         return True

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -28,9 +27,6 @@ TRACKING_PARAMS: frozenset[str] = frozenset(
 TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "mtm_")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Bluesky profile RSS: Go layout "02 Jan 2006 15:04 -0700" (no weekday, no seconds)
-_GO_LAYOUT = re.compile(r"^\s*(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))? ([+-]\d{4}|Z|UTC|GMT)\s*$")
-_GO_FORMATS = ("%d %b %Y %H:%M %z", "%d %b %Y %H:%M:%S %z")
 
 
 def to_utc(value: time.struct_time | datetime | str | None) -> datetime | None:
@@ -67,17 +63,11 @@ def _parse_date_string(value: str) -> datetime | None:
     except ValueError:
         pass
     try:
+        # RFC 822 and its variants, including Bluesky profile RSS's Go layout "02 Jan 2006 15:04 -0700"
+        # (no weekday, no seconds)
         return parsedate_to_datetime(text)
     except (ValueError, TypeError, IndexError):
-        pass
-    if _GO_LAYOUT.match(text):
-        normalized = text.replace("UTC", "+0000").replace("GMT", "+0000").replace("Z", "+0000")
-        for layout in _GO_FORMATS:
-            try:
-                return datetime.strptime(normalized, layout)
-            except ValueError:
-                continue
-    return None
+        return None
 
 
 def canonical_url(url: str) -> str:

@@ -23,8 +23,9 @@ TAGS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-#: attributes kept per tag; no on*, no style, no class (except ALLOWED_CLASSES), no id
+#: attributes kept per tag ("*": on every tag); no on*, no style, no class (except ALLOWED_CLASSES), no id
 ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"lang"},
     "a": {"href", "title", "hreflang"},
     "img": {"src", "alt", "width", "height"},
     "abbr": {"title"},
@@ -66,6 +67,8 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# C0 controls other than tab and newline have no place in text and NUL is rewritten by HTML parsers
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NO_TAGS: set[str] = set()
 _NO_ATTRIBUTES: dict[str, set[str]] = {}
 
@@ -110,7 +113,7 @@ def sanitize_html(html: str, base_url: str | None = None) -> str:
 
 def escape_text(text: str) -> str:
     """Plain text to safe HTML: escaped; blank lines make paragraphs, single newlines make <br>."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = _CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text:
         return ""
     paragraphs = (p.strip() for p in _PARAGRAPH_BREAK.split(text))

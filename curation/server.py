@@ -23,7 +23,7 @@ def uvicorn_config(settings: Settings, *, app: Starlette | None = None) -> uvico
         host=settings.host,
         port=settings.port,
         # compression costs 30-90 KB and 1.5-2.4x CPU per reader, and breaks frame-once fan-out
-        ws=FilWebSocketProtocol,  # type: ignore[arg-type]
+        ws=FilWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=READER_FRAME_MAX,
         ws_ping_interval=settings.ping_interval,

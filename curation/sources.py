@@ -178,6 +178,8 @@ class _Checker:
             message = f"invalid YAML: {e.problem}"
             if e.context and e.context_mark is not None:
                 message = f"invalid YAML: {e.context} (line {e.context_mark.line + 1}), {e.problem}"
+            if "'\\t'" in message:
+                message += " (indent with spaces, not tabs)"
             self.error(mark.line + 1 if mark else 1, "", message)
             return None
         except yaml.reader.ReaderError as e:

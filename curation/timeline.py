@@ -10,7 +10,7 @@ import base64
 import hashlib
 from datetime import datetime, timedelta
 
-from curation.models import Change, Entry, Event, Item, ItemState, Moderation, Source
+from curation.models import Change, ChangeOp, Entry, Event, Item, ItemState, Moderation, Source
 
 #: content changes seen without a newer upstream date, per item; past it the item stops churning
 MAX_HASH_UPDATES = 24
@@ -110,5 +110,5 @@ def change_for(before: Item | None, after: Item, *, seq: int, now: datetime) -> 
     if after.visible:
         return Change(after.event, seq, "upsert", after.id, after, True, now)
     was_visible = before is not None and before.visible
-    op = "remove" if was_visible else "upsert"
+    op: ChangeOp = "remove" if was_visible else "upsert"
     return Change(after.event, seq, op, after.id, after, was_visible, now)

@@ -16,7 +16,7 @@
   var backoff = 1000;
   var resetting = false;
   var held = [];
-  var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", timeZone: tz });
+  var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz });
 
   function status(text, state) {
     if (!conn) return;
@@ -91,6 +91,7 @@
     }
     (item.media || []).forEach(function (m) {
       if (m.type !== "image" || !safeHref(m.url)) return;
+      if (item.html && item.html.indexOf(m.url) !== -1) return; // already shown in the body
       var img = el("img", "media");
       img.src = m.url; img.alt = m.alt || ""; img.loading = "lazy";
       holder.appendChild(img);

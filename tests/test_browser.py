@@ -104,7 +104,13 @@ async def test_a_dropped_connection_resumes_without_loss_or_duplicates(
             sink.connection.transport.abort()  # type: ignore[attr-defined]
     await page.wait_for_selector('#conn[data-state="offline"]', timeout=WAIT_MS)
     upstream.route("/feed.xml").body = rss_document(
-        [item(5, minutes_ago=1), item(4, minutes_ago=2), item(3, minutes_ago=3), item(1, minutes_ago=5), item(2, minutes_ago=4)]
+        [
+            item(5, minutes_ago=1),
+            item(4, minutes_ago=2),
+            item(3, minutes_ago=3),
+            item(1, minutes_ago=5),
+            item(2, minutes_ago=4),
+        ]
     )
     await page.wait_for_function("document.querySelectorAll('#timeline article').length >= 5", timeout=WAIT_MS)
     await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)

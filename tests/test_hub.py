@@ -20,13 +20,13 @@ class FakeSink:
         self.limit = limit
         self.alive = True
 
-    def write(self, frame: bytes) -> bool:
+    def send(self, frames: list[bytes]) -> bool:
         if not self.alive:
             return False
         if sum(map(len, self.frames)) > self.limit:
             self.alive = False
             return False
-        self.frames.append(frame)
+        self.frames.extend(frames)
         return True
 
     def backlog(self) -> int:

@@ -247,6 +247,9 @@ def test_yaml_syntax_error_names_its_line() -> None:
         "sources.yaml:4: invalid YAML: while parsing a flow sequence (line 3), expected ',' or "
         "']', but got '<stream end>'"
     ]
+    assert errors("events:\n\t- slug: e\n") == [
+        "sources.yaml:2: invalid YAML: found character '\\t' that cannot start any token (indent with spaces, not tabs)"
+    ]
     assert errors("events:\n  - slug: e\x00\n") == [
         "sources.yaml:2: invalid YAML: special characters are not allowed (#x0000)"
     ]

@@ -78,7 +78,9 @@ class _Draft:
     hash: str = field(default="")
 
     def __post_init__(self) -> None:
-        self.hash = content_hash(self.title, self.html or self.text, [m.url for m in self.media])
+        # the text rather than the sanitized HTML: a sanitizer upgrade that re-serializes markup must not
+        # make every stored entry look edited
+        self.hash = content_hash(self.title, self.text or self.html, [m.url for m in self.media])
 
 
 def _assign_keys(drafts: Sequence[_Draft]) -> list[str | None]:
@@ -104,7 +106,7 @@ def _assign_keys(drafts: Sequence[_Draft]) -> list[str | None]:
         if earlier.url == draft.url and earlier.hash == draft.hash:
             result.append(None)  # the same entry twice in one document
             continue
-        candidate = f"{key}#{draft.url}" if draft.url and draft.url != key else f"{key}#{position}"
+        candidate = f"{key}#{draft.url}" if draft.url and draft.url not in key else f"{key}#{position}"
         while candidate in used:
             candidate = f"{candidate}#{position}"
         used.add(candidate)
@@ -443,22 +445,26 @@ def _author_from_post_link(link: str) -> Author:
     return Author(handle=f"@{user}@{parts.hostname}", url=f"{parts.scheme}://{parts.netloc}/@{user}")
 
 
-# --- feedparser fix: Media RSS descriptions inside media:content --------------------------------
+# --- feedparser adjustments ----------------------------------------------------------------------
 
 _ALT_KEY = "fil_alt"
 _THUMBNAIL_KEY = "fil_thumbnail"
 
 
-def _install_media_fix() -> None:
-    """Keep a media:description or media:thumbnail nested in media:content with that media.
+def _install_feedparser_fixes() -> None:
+    """Two corrections to feedparser 6, made once per process on its parser mixin.
 
-    feedparser 6 treats every media:description as the entry's description, so a Mastodon post with
-    alt text came out with the alt text as its content. Inside media:content it becomes the media's alt
-    (and a nested thumbnail its thumbnail); elsewhere (YouTube's media:group) feedparser's handling stays.
+    1. Ids stay as the publisher wrote them: feedparser resolves a guid (isPermaLink defaults to true)
+       and an atom:id against the document URL, so a relative id would change with the feed's URL and
+       every entry would come back as new after a move.
+    2. A media:description or media:thumbnail nested in media:content stays with that media: feedparser
+       treats every media:description as the entry's description, so a Mastodon post with alt text came
+       out with the alt text as its content. Elsewhere (YouTube's media:group) feedparser's handling stays.
     """
     mixin: Any = feedparser.mixin._FeedParserMixin
-    if getattr(mixin, "_fil_media_fix", False):
+    if getattr(mixin, "_fil_fixes", False):
         return
+    mixin.can_be_relative_uri = set(mixin.can_be_relative_uri) - {"id"}
     start_content = mixin._start_media_content
     start_description = mixin._start_media_description
     end_description = mixin._end_media_description
@@ -497,7 +503,7 @@ def _install_media_fix() -> None:
     mixin._start_media_description = _start_media_description
     mixin._end_media_description = _end_media_description
     mixin._start_media_thumbnail = _start_media_thumbnail
-    mixin._fil_media_fix = True
+    mixin._fil_fixes = True
 
 
 def _unescape_loose(value: str) -> str:
@@ -505,7 +511,7 @@ def _unescape_loose(value: str) -> str:
     return html_to_text(value) if "&" in value or "<" in value else value
 
 
-_install_media_fix()
+_install_feedparser_fixes()
 
 
 # --- JSON Feed 1.0 / 1.1 ------------------------------------------------------------------------

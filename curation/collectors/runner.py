@@ -141,7 +141,7 @@ class SourceRunner:
             status.moved_to = result.moved_to
         if result.not_modified:
             return
-        entries, ignore = list(result.entries), []
+        entries, ignore = list(result.entries), list[str]()
         if not status.imported:
             entries, ignore = backfill(entries, self.source.backfill)
         for event in self.events(self.source.id):

@@ -43,8 +43,9 @@ class Store(Protocol):
         """
         ...
 
-    async def page(self, event: str, *, limit: int = DEFAULT_PAGE, before: str | None = None,
-                   order: Order = Order.NEWEST) -> Page:
+    async def page(
+        self, event: str, *, limit: int = DEFAULT_PAGE, before: str | None = None, order: Order = Order.NEWEST
+    ) -> Page:
         """Published items in display order (pinned first on the first page) and the seq they reflect.
 
         Raises:

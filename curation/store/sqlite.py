@@ -150,7 +150,9 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None) -> asyncio.Future[T]:
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
         """Run `fn` in one transaction on the writer thread; `after` runs on the loop before the caller resumes."""
         loop = self._loop
         assert loop is not None, "store not opened"
@@ -180,7 +182,7 @@ class SQLiteStore:
                     raise
             except sqlite3.Error as e:
                 loop.call_soon_threadsafe(settle, None, StoreError(f"{self.path}: {e}"))
-            except BaseException as e:  # noqa: BLE001 - handed to the awaiting caller
+            except BaseException as e:
                 loop.call_soon_threadsafe(settle, None, e)
             else:
                 loop.call_soon_threadsafe(settle, result, None)
@@ -272,9 +274,7 @@ class SQLiteStore:
             change = timeline.change_for(before, after, seq=seq, now=now)
             change = _with_message(change)
             self._put_item(conn, after)
-            conn.execute(
-                "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event.slug, source.id, entry.key, after.id)
-            )
+            conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event.slug, source.id, entry.key, after.id))
             self._append(conn, change)
             changes.append(change)
         if changes:
@@ -299,7 +299,9 @@ class SQLiteStore:
             if found is not None:
                 item = self._load(conn, event, found[0])
                 if item is not None:
-                    conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event, source_id, entry.key, item.id))
+                    conn.execute(
+                        "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event, source_id, entry.key, item.id)
+                    )
                     return item, item.source_id != source_id
         return None, False
 
@@ -383,9 +385,9 @@ class SQLiteStore:
                     (event,),
                 ).fetchall()
                 items.extend(item_from_record(json.loads(r[0])) for r in rows)
-                where, args = "", (event, limit + 1)
+                where, args = "", [event, limit + 1]
             else:
-                where, args = f"AND (sort_us, id) {compare} (?, ?)", (event, cursor[0], cursor[1], limit + 1)
+                where, args = f"AND (sort_us, id) {compare} (?, ?)", [event, cursor[0], cursor[1], limit + 1]
             rows = conn.execute(
                 "SELECT sort_us, id, data FROM items WHERE event = ? AND state = 'published' AND pinned = 0 "
                 f"{where} ORDER BY sort_us {direction}, id {direction} LIMIT ?",
@@ -440,5 +442,3 @@ def _change_from_row(event: str, row: tuple[Any, ...]) -> Change:
         at=when,
         message=message,
     )
-
-

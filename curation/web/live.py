@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -26,7 +27,7 @@ class TransportSink:
         self.connection = connection
         self.limit = limit
 
-    def write(self, frame: bytes) -> bool:
+    def send(self, frames: Sequence[bytes]) -> bool:
         transport = self.connection.transport
         if transport.is_closing() or self.connection.close_sent:
             return False
@@ -34,7 +35,7 @@ class TransportSink:
             # too slow: drop it now rather than hold its backlog; it resumes with `since`
             transport.abort()
             return False
-        transport.write(frame)
+        transport.writelines(frames)
         return True
 
     def backlog(self) -> int:
@@ -58,15 +59,15 @@ class QueueSink:
         self.idle.set()
         self.task = asyncio.create_task(self._send())
 
-    def write(self, frame: bytes) -> bool:
+    def send(self, frames: Sequence[bytes]) -> bool:
         if self.closed:
             return False
         if self.size > self.limit:
             self.close()
             return False
-        # the frame is already framed for a raw socket; the ASGI server frames text itself
-        self.pending.append(frame)
-        self.size += len(frame)
+        # the frames are framed for a raw socket; the ASGI server frames text itself
+        self.pending.extend(frames)
+        self.size += sum(map(len, frames))
         self.idle.clear()
         self.ready.set()
         return True
@@ -121,7 +122,9 @@ async def live(websocket: WebSocket) -> None:
     connection = websocket.scope.get("extensions", {}).get(SCOPE_KEY)
     limit = fil.settings.reader_buffer
     sink: TransportSink | QueueSink = (
-        TransportSink(connection, limit) if isinstance(connection, FilWebSocketProtocol) else QueueSink(websocket, limit)
+        TransportSink(connection, limit)
+        if isinstance(connection, FilWebSocketProtocol)
+        else QueueSink(websocket, limit)
     )
     try:
         if await fil.hub.join(slug, sink, parse_since(websocket.query_params.get("since"))):

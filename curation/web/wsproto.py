@@ -6,8 +6,8 @@ once for every reader. Set as uvicorn's `ws` class by the server (curation/serve
 
 from __future__ import annotations
 
-from websockets.http11 import Request
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 SCOPE_KEY = "fil.connection"
 

@@ -1,0 +1,135 @@
+"""What every bench server shares: the stdin/stdout control channel, the publish schedule and the pause monitors.
+
+A server prints JSON lines on its original stdout (anything else printed goes to stderr) and obeys
+`start RATE DURATION`, `stats` and `quit` lines on stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+#: the lag monitor's sleep; a pause shows as the overshoot of this sleep
+LAG_TICK = 0.005
+#: marks the publish time inside every message, `bench-ts=<unix seconds>;`, found by the load generator
+TS_MARK = "bench-ts="
+
+Publish = Callable[[int, float], Awaitable[None]]
+Extra = Callable[[], dict[str, Any]]
+
+
+def raise_nofile() -> int:
+    """Lift the soft open-files limit to the hard one; thousands of sockets need it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def open_reply_channel() -> Callable[[dict[str, Any]], None]:
+    """Keep stdout for replies to the harness only; library output (uvicorn, logging) goes to stderr."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    return send
+
+
+class Monitor:
+    """Longest event-loop pause and longest garbage collection since the last reset."""
+
+    def __init__(self) -> None:
+        self.lag_max = 0.0
+        self.gc_max = 0.0
+        self.gc_full = 0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def reset(self) -> None:
+        self.lag_max = 0.0
+        self.gc_max = 0.0
+        self.gc_full = 0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        self.gc_max = max(self.gc_max, time.perf_counter() - self._gc_started)
+        if info.get("generation") == 2:
+            self.gc_full += 1
+
+    async def run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(LAG_TICK)
+            self.lag_max = max(self.lag_max, time.perf_counter() - before - LAG_TICK)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "lag_max_ms": round(self.lag_max * 1000, 2),
+            "gc_max_ms": round(self.gc_max * 1000, 2),
+            "gc_full": self.gc_full,
+        }
+
+
+async def commands() -> AsyncIterator[list[str]]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        if words := line.decode().split():
+            yield words
+
+
+async def publish_schedule(publish: Publish, rate: float, duration: float) -> int:
+    """Call `publish(i, ts)` at `rate` per second; `ts` is the scheduled wall-clock time of change i.
+
+    Stamping the scheduled time (not the moment the call starts) means a publisher that falls behind
+    shows up as latency instead of hiding it.
+    """
+    count = max(1, round(rate * duration))
+    start = time.perf_counter() + 0.05
+    wall = time.time() + (start - time.perf_counter())
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await publish(i, wall + i / rate)
+    return count
+
+
+async def control_loop(send: Callable[[dict[str, Any]], None], publish: Publish, extra: Extra) -> None:
+    """Obey the harness until `quit` or end of input."""
+    monitor = Monitor()
+    lag_task = asyncio.create_task(monitor.run())
+    publisher: asyncio.Task[None] | None = None
+
+    async def run_publish(rate: float, duration: float) -> None:
+        count = await publish_schedule(publish, rate, duration)
+        # the last fan-out has run by now: the pauses of the publish phase end here
+        send({"done": count, **monitor.snapshot(), **extra()})
+
+    try:
+        async for words in commands():
+            if words[0] == "start":
+                monitor.reset()
+                publisher = asyncio.create_task(run_publish(float(words[1]), float(words[2])))
+            elif words[0] == "stats":
+                send({**monitor.snapshot(), **extra()})
+            elif words[0] == "quit":
+                break
+    finally:
+        lag_task.cancel()
+        if publisher is not None:
+            publisher.cancel()

@@ -1,0 +1,225 @@
+"""One load-generator process of the fan-out benchmark: many light websocket readers on raw asyncio.
+
+Each reader does the HTTP upgrade itself (no extensions offered, so no compression), answers pings,
+and for every text frame after the first (the hello) records receive time minus the `bench-ts=`
+publish time inside it. Prints `{"ready": ...}` once every reader has its first message, then a
+report on the `report` line from stdin. Launched by bench/fanout.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from array import array
+from collections import Counter
+from typing import Any, cast
+
+import uvloop
+
+TS_MARK = b"bench-ts="
+CONNECT_TIMEOUT = 30.0
+ATTEMPTS = 5
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies = array("d")
+        self.other = 0
+        self.lost = 0
+
+
+class Reader(asyncio.Protocol):
+    """One websocket reader; frames from a server are never masked, so parsing stays tiny."""
+
+    __slots__ = ("buffer", "count", "greeted", "ready", "stats", "request", "transport", "upgraded")
+
+    def __init__(self, request: bytes, stats: Stats, ready: asyncio.Future[None]) -> None:
+        self.request = request
+        self.stats = stats
+        self.ready = ready
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = False
+        self.greeted = False
+        self.count = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.greeted:
+            self.stats.lost += 1
+        elif not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before hello: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer + data if self.buffer else data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if b" 101 " not in buffer[: buffer.find(b"\r\n")]:
+                self._fail(f"upgrade refused: {buffer[:80]!r}")
+                return
+            self.upgraded = True
+            buffer = buffer[end + 4 :]
+        self.buffer = self._frames(buffer, now)
+
+    def _frames(self, buffer: bytes, now: float) -> bytes:
+        pos = 0
+        size = len(buffer)
+        while size - pos >= 2:
+            opcode = buffer[pos] & 0x0F
+            length = buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                start = pos + 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            end = start + length
+            if end > size:
+                break
+            self._frame(opcode, buffer, start, end, now)
+            pos = end
+        return buffer[pos:] if pos < size else b""
+
+    def _frame(self, opcode: int, buffer: bytes, start: int, end: int, now: float) -> None:
+        if opcode == 1:
+            if not self.greeted:
+                self.greeted = True
+                if not self.ready.done():
+                    self.ready.set_result(None)
+                return
+            mark = buffer.find(TS_MARK, start, end)
+            if mark < 0:
+                self.stats.other += 1
+                return
+            stop = buffer.find(b";", mark, end)
+            self.stats.latencies.append(now - float(buffer[mark + len(TS_MARK) : stop]))
+            self.count += 1
+        elif opcode == 9 and self.transport is not None:
+            # a pong must be masked; a zero mask leaves the payload as is
+            payload = buffer[start:end]
+            self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+        elif opcode == 8 and self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def upgrade_request(host: str, port: int, path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def connect(host: str, port: int, path: str, source: str, stats: Stats) -> Reader:
+    loop = asyncio.get_running_loop()
+    last: BaseException | None = None
+    for attempt in range(ATTEMPTS):
+        ready: asyncio.Future[None] = loop.create_future()
+        reader = Reader(upgrade_request(host, port, path), stats, ready)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda r=reader: r, host, port, local_addr=(source, 0)), CONNECT_TIMEOUT
+            )
+            await asyncio.wait_for(ready, CONNECT_TIMEOUT)
+            return reader
+        except (OSError, TimeoutError) as e:
+            last = e
+            if reader.transport is not None:
+                reader.transport.abort()
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise ConnectionError(f"{source} -> {host}:{port}{path}: {last}")
+
+
+async def lines() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def report(readers: list[Reader], stats: Stats, failed: int) -> dict[str, Any]:
+    return {
+        # milliseconds, rounded: enough for percentiles and a tenth of the size on the pipe
+        "latencies_ms": [round(x * 1000, 2) for x in stats.latencies],
+        "per_reader": dict(Counter(r.count for r in readers)),
+        "connected": len(readers),
+        "failed": failed,
+        "lost": stats.lost,
+        "other": stats.other,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    stats = Stats()
+    sources = args.sources.split(",")
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(i: int) -> Reader:
+        async with gate:
+            return await connect(args.host, args.port, args.path, sources[i % len(sources)], stats)
+
+    results = await asyncio.gather(*(one(i) for i in range(args.count)), return_exceptions=True)
+    readers = [r for r in results if isinstance(r, Reader)]
+    errors = [r for r in results if not isinstance(r, Reader)]
+    # the load generator must not pause while it measures: no collections from here on
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    print(json.dumps({"ready": len(readers), "failed": len(errors), "error": str(errors[0]) if errors else None}))
+    sys.stdout.flush()
+    control = await lines()
+    while line := await control.readline():
+        if line.strip() == b"report":
+            print(json.dumps(report(readers, stats, len(errors))))
+            sys.stdout.flush()
+        if line.strip() in (b"report", b"quit"):
+            break
+    for reader in readers:
+        if reader.transport is not None:
+            reader.transport.abort()
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--sources", default=",".join(f"127.0.0.{i}" for i in range(2, 10)))
+    parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight at once")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.count + 100 > hard:
+        raise SystemExit(f"--count {args.count} needs more open files than the hard limit {hard}")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(args))
+
+
+if __name__ == "__main__":
+    run()
