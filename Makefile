@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e . pytest pytest-asyncio hypothesis playwright mypy types-PyYAML ruff
+	$(BIN)/pip install --quiet -e . --group dev
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -50,16 +50,16 @@ class Monitor:
     """Longest event-loop pause and longest garbage collection since the last reset."""
 
     def __init__(self) -> None:
-        self.lag_max = 0.0
-        self.gc_max = 0.0
-        self.gc_full = 0
+        self.reset()
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
 
     def reset(self) -> None:
         self.lag_max = 0.0
+        self.lag_max_at = 0.0
         self.gc_max = 0.0
         self.gc_full = 0
+        self.since = time.perf_counter()
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -73,11 +73,16 @@ class Monitor:
         while True:
             before = time.perf_counter()
             await asyncio.sleep(LAG_TICK)
-            self.lag_max = max(self.lag_max, time.perf_counter() - before - LAG_TICK)
+            after = time.perf_counter()
+            if after - before - LAG_TICK > self.lag_max:
+                self.lag_max = after - before - LAG_TICK
+                self.lag_max_at = before - self.since
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "lag_max_ms": round(self.lag_max * 1000, 2),
+            # seconds into the publish phase, to tell a first-call cost from a periodic one
+            "lag_max_at_s": round(self.lag_max_at, 2),
             "gc_max_ms": round(self.gc_max * 1000, 2),
             "gc_full": self.gc_full,
         }

@@ -357,7 +357,7 @@ def main() -> None:
                 f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms, "
                 f"CPU {result.cpu_ms_per_1000:.1f} ms/1k, {result.mem_per_reader_kb:.1f} KB/reader, "
                 f"pause {result.lag_max_ms:.1f} ms, GC {result.gc_max_ms:.1f} ms, lost {result.lost}"
-                + (f", {result.server_extra}" if name == "fil" else ""),
+                + f", {result.server_extra}",
                 flush=True,
             )
     table = medians(results)

@@ -69,6 +69,9 @@ _BLOCK_TAG = re.compile(
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # C0 controls other than tab and newline have no place in text and NUL is rewritten by HTML parsers
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# what a browser starts a tag, comment or processing instruction with
+_TAG_LIKE = re.compile(r"<[a-zA-Z/!?]")
+_MAX_UNESCAPE_ROUNDS = 2
 _NO_TAGS: set[str] = set()
 _NO_ATTRIBUTES: dict[str, set[str]] = {}
 
@@ -122,7 +125,28 @@ def escape_text(text: str) -> str:
 
 def html_to_text(html: str) -> str:
     """HTML to one line of plain text: tags stripped (script/style with their content), entities decoded,
-    whitespace collapsed; block boundaries become spaces so words never run together."""
+    whitespace collapsed; block boundaries become spaces so words never run together.
+
+    The result never holds anything a browser would read as a tag, even when the source escaped its
+    markup once more (double-escaped feeds), so a consumer that pastes it into innerHTML runs nothing.
+    """
+    text = _strip_markup(html)
+    for _ in range(_MAX_UNESCAPE_ROUNDS):
+        if not _TAG_LIKE.search(text):
+            return text
+        text = _strip_markup(text)
+    return _TAG_LIKE.sub(lambda match: match.group(0)[1:], text)
+
+
+def plain_text(text: str) -> str:
+    """One line of plain text from text that should hold no markup (titles, names, alt text, text/plain
+    bodies): whitespace collapsed, and anything tag-like stripped as html_to_text would."""
+    if _TAG_LIKE.search(text):
+        return html_to_text(text)
+    return " ".join(text.split())
+
+
+def _strip_markup(html: str) -> str:
     if not html:
         return ""
     spaced = _BLOCK_TAG.sub(" <", html)

@@ -459,13 +459,32 @@ def test_hostile_content_is_sanitized() -> None:
     assert entry.text is not None and "alert" not in entry.text and entry.text.endswith("Outro & done")
 
 
-def test_titles_are_plain_text() -> None:
+def test_titles_are_plain_text_without_markup() -> None:
     atom = parse("relative_xml_base.atom").entries[0]
     assert atom.title == "Stage 1: breakaway caught"  # type="html" title: markup stripped
     hostile = parse("hostile_html.rss")
-    # an RSS title that only looks like markup stays literal text (templates escape it)
-    assert hostile.entries[0].title == "Innocent <img src=x onerror=alert(1)> title"
-    assert hostile.title == 'Hostile <script>alert("feed")</script>'
+    assert hostile.entries[0].title == "Innocent title"
+    assert hostile.title == "Hostile"
+
+
+def test_no_plain_text_field_ever_carries_markup() -> None:
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel>'
+        b"<title>&lt;b&gt;Feed&lt;/b&gt;</title><generator>Mastodon v4.3</generator><link>https://m.example/@a</link>"
+        b"<item><guid>1</guid><author>x@y.example (&lt;script&gt;alert(1)&lt;/script&gt;Name)</author>"
+        b"<title>&amp;lt;script&amp;gt;alert(2)&amp;lt;/script&amp;gt;T</title>"
+        b"<description>&amp;lt;img src=x onerror=alert(3)&amp;gt;body</description>"
+        b'<media:content url="https://m.example/i.jpg" medium="image">'
+        b"<media:description>&lt;img src=x onerror=alert(4)&gt;alt</media:description></media:content></item>"
+        b"</channel></rss>"
+    )
+    parsed = parse_document(body, content_type="application/rss+xml", url="https://m.example/@a.rss")
+    entry = parsed.entries[0]
+    for value in (parsed.title, entry.title, entry.text, entry.author.name, entry.media[0].alt):
+        assert value is not None and "<" not in value and "alert" not in value, value
+    assert entry.media[0].alt == "alt"
+    # double-escaped markup is shown as the literal text it is, never as markup
+    assert entry.html == "&lt;img src=x onerror=alert(3)&gt;body"
 
 
 # --- encodings and broken documents ---------------------------------------------------------------

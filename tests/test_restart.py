@@ -102,3 +102,26 @@ async def test_kill_9_and_restart_keeps_the_timeline_and_resume(
     finally:
         if fil.proc is not None and fil.proc.returncode is None:
             await fil.kill()
+
+
+async def test_sighup_reloads_sources_yaml(upstream: FakeUpstream, tmp_path: Path) -> None:  # noqa: F811
+    upstream.add("/feed.xml", rss_document([item(1, minutes_ago=5)]))
+    upstream.add("/wire.xml", rss_document([item(7, guid="wire-7", link="https://wire.example/7")]))
+    fil = await process(tmp_path, upstream.url("/feed.xml"))
+    fil.env["CURATION_RELOAD_INTERVAL"] = "1h"  # only the signal can make it reload in time
+    await fil.start()
+    try:
+        await fil.wait_items(1)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(
+            sources.read_text()
+            + f"      - id: wire\n        kind: feed\n        url: {upstream.url('/wire.xml')}\n"
+            "        role: journalist\n        interval: 0.3s\n"
+        )
+        assert fil.proc is not None
+        fil.proc.send_signal(signal.SIGHUP)
+        page = await fil.wait_items(2)
+        assert "Story 7" in [i["title"] for i in page["items"]]  # type: ignore[attr-defined]
+    finally:
+        if fil.proc is not None and fil.proc.returncode is None:
+            await fil.kill()

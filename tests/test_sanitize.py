@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curation.sanitize import escape_text, html_to_text, safe_url, sanitize_html
+from curation.sanitize import escape_text, html_to_text, plain_text, safe_url, sanitize_html
 
 BASE = "https://news.example/sport/stage-1/report.html"
 
@@ -207,6 +207,7 @@ def test_property_output_is_always_safe(html: str) -> None:
 
 
 PRINTABLE = st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(" \n\t")
+TAG_LIKE = re.compile(r"<[a-zA-Z/!?]")
 
 
 @settings(max_examples=200, deadline=None, database=None)
@@ -214,7 +215,16 @@ PRINTABLE = st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("
 def test_property_escape_text_never_makes_markup(text: str) -> None:
     html = escape_text(text)
     assert {tag for tag, _ in _tags(html)} <= {"p", "br"}
-    assert html_to_text(html) == " ".join(text.split())
+    if not TAG_LIKE.search(text):
+        assert html_to_text(html) == " ".join(text.split())
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.text(), st.lists(st.one_of(st.sampled_from(HOSTILE_FRAGMENTS), st.text(max_size=8))).map("".join)))
+def test_property_plain_text_fields_never_hold_a_tag(text: str) -> None:
+    for result in (html_to_text(text), plain_text(text), html_to_text(escape_text(text))):
+        assert not TAG_LIKE.search(result), result
+        assert _tags(result) == []
 
 
 # --- escape_text, html_to_text --------------------------------------------------------------------
@@ -237,8 +247,15 @@ def test_html_to_text_drops_script_and_style_content() -> None:
     assert html_to_text("<style>p{}</style>text<script>alert(1)</script>") == "text"
 
 
-def test_html_to_text_of_escaped_markup_is_the_literal_text() -> None:
-    assert html_to_text("&lt;b&gt;not bold&lt;/b&gt;") == "<b>not bold</b>"
+def test_html_to_text_never_returns_markup_even_when_it_was_escaped() -> None:
+    assert html_to_text("&lt;b&gt;not bold&lt;/b&gt; &amp;lt;script&amp;gt;x&amp;lt;/script&amp;gt;y") == "not bold y"
+    assert html_to_text("a &lt; b &amp;&amp; c &gt; d") == "a < b && c > d"
+
+
+def test_plain_text_collapses_whitespace_and_strips_only_markup() -> None:
+    assert plain_text("  Tom &amp; Jerry\n <3  ") == "Tom &amp; Jerry <3"
+    assert plain_text("<script>alert(1)</script>Hostile <b>title</b>") == "Hostile title"
+    assert plain_text("") == ""
 
 
 # --- safe_url -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import feedparser.mixin
 from curation.errors import ParseError
 from curation.models import Author, Entry, ItemKind, Media, rfc3339
 from curation.normalize import content_hash, fallback_key, to_utc
-from curation.sanitize import escape_text, html_to_text, safe_url, sanitize_html
+from curation.sanitize import escape_text, html_to_text, plain_text, safe_url, sanitize_html
 
 
 @dataclass(frozen=True)
@@ -162,14 +162,13 @@ def _render(value: str, *, is_html: bool, base: str | None) -> tuple[str | None,
     """(text, html) for one piece of content."""
     if is_html and _LOOKS_LIKE_HTML.search(value):
         return html_to_text(value) or None, sanitize_html(value, base) or None
-    return " ".join(value.split()) or None, escape_text(value) or None
+    return plain_text(value) or None, escape_text(value) or None
 
 
 def _clean_title(value: str | None, *, is_html: bool) -> str | None:
     if not value:
         return None
-    text = html_to_text(value) if is_html else " ".join(value.split())
-    return text or None
+    return (html_to_text(value) if is_html else plain_text(value)) or None
 
 
 @dataclass(slots=True)
@@ -189,7 +188,7 @@ class _MediaList:
     def add(self, media_type: str, url: str | None, alt: str | None = None, thumbnail: str | None = None) -> None:
         if url is None:
             return
-        alt = " ".join(alt.split()) if alt else None
+        alt = plain_text(alt) if alt else None
         existing = self._items.get(url)
         if existing is None:
             self._items[url] = _MediaDraft(media_type, url, alt or None, thumbnail)
@@ -372,9 +371,9 @@ def _feedparser_media(entry: Mapping[str, Any], *, base: str, link: str | None) 
 
 def _author_of(context: Mapping[str, Any], base: str) -> Author:
     detail = context.get("author_detail") or {}
-    name = detail.get("name") or context.get("author") or None
+    name = detail.get("name") or context.get("author")
     return Author(
-        name=" ".join(name.split()) if name else None,
+        name=(plain_text(name) or None) if isinstance(name, str) else None,
         url=safe_url(detail.get("href"), base),
     )
 
@@ -418,7 +417,7 @@ def _host(url: object) -> str | None:
 def _social_feed_author(feed: Mapping[str, Any], url: str) -> Author | None:
     """The account a profile feed belongs to (None for a hashtag feed: its posts have many authors)."""
     link = safe_url(feed.get("link"), url)
-    title = " ".join(str(feed.get("title") or "").split()) or None
+    title = plain_text(str(feed.get("title") or "")) or None
     image = feed.get("image") or {}
     avatar = safe_url(image.get("href") or image.get("url") or feed.get("webfeeds_icon"), url)
     path = urlsplit(link).path if link else ""
@@ -624,7 +623,7 @@ def _json_author(context: Mapping[str, Any], base: str) -> Author | None:
     for candidate in candidates:
         if not isinstance(candidate, dict):
             continue
-        name = " ".join((_str(candidate.get("name")) or "").split())
+        name = plain_text(_str(candidate.get("name")) or "")
         author = Author(
             name=name or None,
             url=safe_url(_str(candidate.get("url")), base),
