@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import logging
+import resource
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,9 +39,17 @@ def uvicorn_config(settings: Settings, *, app: Starlette | None = None) -> uvico
     )
 
 
+def _raise_file_limit() -> None:
+    """Each reader is a socket: allow as many as the system lets this process have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Thousands of long-lived connection objects make full collections slow (0.45-0.86 s at 10k
     # readers, BASELINES.md); collect the young generation less often so full passes are rare.
     gc.set_threshold(50_000, 20, 100)
+    _raise_file_limit()
     uvicorn.Server(uvicorn_config(settings)).run()

@@ -14,6 +14,7 @@ import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from curation.collectors import CollectorContext
 from curation.collectors.fetch import Fetcher
@@ -24,6 +25,9 @@ from curation.hub import Hub
 from curation.models import Config, Event, EventStatus, SourceStatus
 from curation.sources import load_config
 from curation.store import Store, open_store
+
+if TYPE_CHECKING:
+    from curation.demo import DemoUpstream
 
 log = logging.getLogger("curation")
 
@@ -46,7 +50,7 @@ class Fil:
         self.demo_config: Config | None = None
         self.ready = False
         self.last_reload_error: str | None = None
-        self._demo: object | None = None
+        self._demo: DemoUpstream | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._stamp: tuple[int, int] | None = None
         self._unlisten = self.store.listen(self.hub.publish)
@@ -82,7 +86,7 @@ class Fil:
         if self.collection is not None:
             await self.collection.stop()
         if self._demo is not None:
-            await self._demo.stop()  # type: ignore[attr-defined]
+            await self._demo.stop()
         await self.fetcher.close()
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

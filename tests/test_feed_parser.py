@@ -326,6 +326,21 @@ def test_mastodon_alt_text_stays_with_its_media_and_never_replaces_the_post() ->
     )
 
 
+def test_an_item_level_media_description_never_replaces_the_description() -> None:
+    items = (
+        "<item><guid>cap</guid><title>t</title><description>The real story</description>"
+        '<media:content url="https://c.example/a.jpg" medium="image"/>'
+        "<media:description>Photo caption</media:description></item>"
+        "<item><guid>only</guid><title>t</title><media:description>Only a media description</media:description></item>"
+    )
+    body = rss(items).replace(
+        b'<rss version="2.0">', b'<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+    )
+    first, second = parse_document(body, content_type=None, url="https://c.example/").entries
+    assert first.text == "The real story"
+    assert second.text == "Only a media description"
+
+
 def test_bluesky_profile_rss_gives_posts_with_plain_text_kept_as_text() -> None:
     parsed = parse("bluesky_profile.rss", url="https://bsky.app/profile/did:plc:abcdefghijklmnopqrstuvwx/rss")
     entry = parsed.entries[0]

@@ -261,3 +261,37 @@ async def test_editing_sources_yaml_takes_effect_without_restart(
     await asyncio.sleep(1.0)
     assert upstream.hits("/wire.xml") == hits
     assert "Story 7" in [i["title"] for i in (await timeline(fil))["items"]]
+
+
+async def test_reader_frames_are_ignored_and_a_closed_reader_leaves_the_hub(
+    fil: RunningFil,
+    upstream: FakeUpstream,  # noqa: F811
+) -> None:
+    await wait_for(lambda: _count(fil, 2), "the first import")
+    async with connect(f"{fil.ws_base}/api/events/{SLUG}/live") as ws:
+        await next_message(ws, "hello")
+        for n in range(500):
+            await ws.send(f"garbage {n}")
+        await ws.send(b"\x00\xff binary")
+        await asyncio.wait_for(await ws.ping(), WAIT)  # still read and answered
+        upstream.route("/feed.xml").body = rss_document([item(3), item(1, minutes_ago=5), item(2, minutes_ago=4)])
+        assert (await next_message(ws, "upsert"))["seq"] == 3
+        assert fil.fil.hub.readers(SLUG) == 1
+
+    async def left() -> bool:
+        return fil.fil.hub.readers(SLUG) == 0
+
+    await wait_for(left, "the closed reader to leave the hub")
+
+
+async def test_an_oversized_reader_frame_closes_only_that_reader(fil: RunningFil) -> None:
+    await wait_for(lambda: _count(fil, 2), "the first import")
+    async with connect(f"{fil.ws_base}/api/events/{SLUG}/live") as other:
+        await next_message(other, "hello")
+        async with connect(f"{fil.ws_base}/api/events/{SLUG}/live") as ws:
+            await next_message(ws, "hello")
+            await ws.send("x" * 100_000)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        await asyncio.wait_for(await other.ping(), WAIT)

@@ -114,8 +114,7 @@ async def test_sighup_reloads_sources_yaml(upstream: FakeUpstream, tmp_path: Pat
         await fil.wait_items(1)
         sources = tmp_path / "sources.yaml"
         sources.write_text(
-            sources.read_text()
-            + f"      - id: wire\n        kind: feed\n        url: {upstream.url('/wire.xml')}\n"
+            sources.read_text() + f"      - id: wire\n        kind: feed\n        url: {upstream.url('/wire.xml')}\n"
             "        role: journalist\n        interval: 0.3s\n"
         )
         assert fil.proc is not None

@@ -133,7 +133,12 @@ async def test_first_import_takes_the_newest_backfill_and_never_the_rest(
     upstream: FakeUpstream,  # noqa: F811
 ) -> None:
     items = [
-        {"title": f"Story {n}", "link": f"https://news.example/{n}", "guid": f"g{n}", "pubDate": f"0{n} Jul 2027 12:00:00 GMT"}
+        {
+            "title": f"Story {n}",
+            "link": f"https://news.example/{n}",
+            "guid": f"g{n}",
+            "pubDate": f"0{n} Jul 2027 12:00:00 GMT",
+        }
         for n in range(1, 6)
     ]
     upstream.add("/feed.xml", rss_document(items))

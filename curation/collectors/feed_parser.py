@@ -447,6 +447,7 @@ def _author_from_post_link(link: str) -> Author:
 # --- feedparser adjustments ----------------------------------------------------------------------
 
 _ALT_KEY = "fil_alt"
+_DROPPED_KEY = "fil_dropped"
 _THUMBNAIL_KEY = "fil_thumbnail"
 
 
@@ -458,7 +459,8 @@ def _install_feedparser_fixes() -> None:
        every entry would come back as new after a move.
     2. A media:description or media:thumbnail nested in media:content stays with that media: feedparser
        treats every media:description as the entry's description, so a Mastodon post with alt text came
-       out with the alt text as its content. Elsewhere (YouTube's media:group) feedparser's handling stays.
+       out with the alt text as its content. Elsewhere a media:description only stands in for a missing
+       description (YouTube's media:group); after a real one (an image caption) it is dropped.
     """
     mixin: Any = feedparser.mixin._FeedParserMixin
     if getattr(mixin, "_fil_fixes", False):
@@ -477,19 +479,29 @@ def _install_feedparser_fixes() -> None:
         self._fil_in_media_content = False
 
     def _start_media_description(self: Any, attrs: dict[str, Any]) -> None:
+        context = self._get_context()
         if getattr(self, "_fil_in_media_content", False):
+            self._fil_description_mode = "alt"
             self.push(_ALT_KEY, 0)
+        elif any(key in context for key in ("summary", "content", "subtitle")):
+            self._fil_description_mode = "drop"
+            self.push(_DROPPED_KEY, 0)
         else:
+            self._fil_description_mode = "description"
             start_description(self, attrs)
 
     def _end_media_description(self: Any) -> None:
-        if not getattr(self, "_fil_in_media_content", False):
+        mode = getattr(self, "_fil_description_mode", "description")
+        self._fil_description_mode = "description"
+        if mode == "description":
             end_description(self)
-            return
-        value = self.pop(_ALT_KEY)
-        media = self._get_context().get("media_content")
-        if value and media:
-            media[-1][_ALT_KEY] = _unescape_loose(value)
+        elif mode == "drop":
+            self.pop(_DROPPED_KEY)
+        else:
+            value = self.pop(_ALT_KEY)
+            media = self._get_context().get("media_content")
+            if value and media:
+                media[-1][_ALT_KEY] = _unescape_loose(value)
 
     def _start_media_thumbnail(self: Any, attrs: dict[str, Any]) -> None:
         start_thumbnail(self, attrs)

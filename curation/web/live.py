@@ -121,13 +121,16 @@ async def live(websocket: WebSocket) -> None:
         return
     connection = websocket.scope.get("extensions", {}).get(SCOPE_KEY)
     limit = fil.settings.reader_buffer
-    sink: TransportSink | QueueSink = (
-        TransportSink(connection, limit)
-        if isinstance(connection, FilWebSocketProtocol)
-        else QueueSink(websocket, limit)
-    )
+    since = parse_since(websocket.query_params.get("since"))
+    if isinstance(connection, FilWebSocketProtocol):
+        transport_sink = TransportSink(connection, limit)
+        if await fil.hub.join(slug, transport_sink, since):
+            # registered: the hub writes to the socket from now on, and this task ends here
+            connection.detach(lambda: fil.hub.leave(slug, transport_sink))
+        return
+    sink = QueueSink(websocket, limit)
     try:
-        if await fil.hub.join(slug, sink, parse_since(websocket.query_params.get("since"))):
+        if await fil.hub.join(slug, sink, since):
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -136,5 +139,4 @@ async def live(websocket: WebSocket) -> None:
         pass
     finally:
         fil.hub.leave(slug, sink)
-        if isinstance(sink, QueueSink):
-            sink.close()
+        sink.close()
