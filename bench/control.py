@@ -20,6 +20,8 @@ from typing import Any
 LAG_TICK = 0.005
 #: marks the publish time inside every message, `bench-ts=<unix seconds>;`, found by the load generator
 TS_MARK = "bench-ts="
+#: pauses longer than this are listed (seconds into the publish phase, milliseconds)
+LONG_PAUSE = 0.1
 
 Publish = Callable[[int, float], Awaitable[None]]
 Extra = Callable[[], dict[str, Any]]
@@ -60,6 +62,7 @@ class Monitor:
         self.gc_max = 0.0
         self.gc_full = 0
         self.since = time.perf_counter()
+        self.long: list[tuple[float, float]] = []
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -73,9 +76,11 @@ class Monitor:
         while True:
             before = time.perf_counter()
             await asyncio.sleep(LAG_TICK)
-            after = time.perf_counter()
-            if after - before - LAG_TICK > self.lag_max:
-                self.lag_max = after - before - LAG_TICK
+            pause = time.perf_counter() - before - LAG_TICK
+            if pause > LONG_PAUSE:
+                self.long.append((before - self.since, pause))
+            if pause > self.lag_max:
+                self.lag_max = pause
                 self.lag_max_at = before - self.since
 
     def snapshot(self) -> dict[str, Any]:
@@ -83,6 +88,8 @@ class Monitor:
             "lag_max_ms": round(self.lag_max * 1000, 2),
             # seconds into the publish phase, to tell a first-call cost from a periodic one
             "lag_max_at_s": round(self.lag_max_at, 2),
+            "long_pauses": len(self.long),
+            "top_pauses": [(round(at, 2), round(p * 1000, 1)) for at, p in sorted(self.long, key=lambda x: -x[1])[:4]],
             "gc_max_ms": round(self.gc_max * 1000, 2),
             "gc_full": self.gc_full,
         }

@@ -683,3 +683,16 @@ def test_parse_document_runs_in_a_process_pool() -> None:
         remote = pool.submit(parse_document, body, content_type=None, url="https://news.example/feeds/sport.atom")
         result = remote.result(timeout=60)
     assert result == parse_document(body, content_type=None, url="https://news.example/feeds/sport.atom")
+
+
+def test_an_undeclared_cyrillic_document_is_detected() -> None:
+    """No charset in the prolog or the header: the bytes alone tell (feedparser uses chardet)."""
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Новости</title><item>'
+        "<title>Велогонка Тур де Франс: третий этап завершился победой в горах</title>"
+        "<link>https://x.example/1</link>"
+        "<description>Гонщики преодолели перевал, отрыв составил четыре минуты.</description>"
+        "</item></channel></rss>"
+    ).encode("windows-1251")
+    (entry,) = parse_document(body, content_type="application/rss+xml", url="https://x.example/f").entries
+    assert entry.title == "Велогонка Тур де Франс: третий этап завершился победой в горах"
