@@ -58,6 +58,8 @@ class ItemState(StrEnum):
     QUEUED = "queued"
     REJECTED = "rejected"
     HIDDEN = "hidden"
+    #: removed upstream (a deleted post); kept so a late copy of it is not taken again
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +257,12 @@ class SourceStatus:
     moved_to: str | None = None
     #: the source finished its first fetch (its backfill); later entries are "live"
     imported: bool = False
+    #: a collector's resume point (Mastodon min_id, Jetstream time_us...), opaque to everyone else
+    cursor: str | None = None
+    #: a collector's small durable notes (a resolved account id, recent ids to re-check...)
+    memo: dict[str, Any] = field(default_factory=dict)
+    #: what an operator should see beyond the basics (stream state, WebSub push health...)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -269,6 +277,7 @@ class SourceStatus:
             "next_poll_at": rfc3339(self.next_poll_at),
             "error_count": self.error_count,
             "items_seen": self.items_seen,
+            "details": self.details,
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -280,6 +289,8 @@ class SourceStatus:
             last_modified=self.last_modified,
             moved_to=self.moved_to,
             imported=self.imported,
+            cursor=self.cursor,
+            memo=self.memo,
         )
         return record
 
@@ -301,6 +312,9 @@ class SourceStatus:
             last_modified=record.get("last_modified"),
             moved_to=record.get("moved_to"),
             imported=bool(record.get("imported", False)),
+            cursor=record.get("cursor"),
+            memo=dict(record.get("memo") or {}),
+            details=dict(record.get("details") or {}),
         )
 
 

@@ -105,6 +105,13 @@ def updated_item(existing: Item, entry: Entry, *, now: datetime) -> Item | None:
     )
 
 
+def deleted_item(existing: Item, *, now: datetime) -> Item | None:
+    """The item after its upstream post was deleted, or None when it already was."""
+    if existing.state is ItemState.DELETED:
+        return None
+    return existing.replace(state=ItemState.DELETED, version=existing.version + 1, updated_at=now)
+
+
 def change_for(before: Item | None, after: Item, *, seq: int, now: datetime) -> Change:
     """The log entry for `before` becoming `after`; readers see it only if they could see either side."""
     if after.visible:

@@ -177,3 +177,15 @@ async def test_item_ids_are_url_safe_and_stable(store: Store) -> None:
     assert change.item is not None
     assert all(ch.isalnum() or ch in "-_" for ch in change.item_id)
     assert (await store.get_item(EVENT.slug, change.item_id)) == change.item
+
+
+async def test_deleted_upstream_leaves_the_timeline_for_good(store: Store) -> None:
+    await store.ingest(EVENT, DESK, [make_entry("a"), make_entry("b")], now=T0)
+    (change,) = await store.ingest(EVENT, DESK, [], now=T0, deleted=["a", "never-seen"])
+    assert change.op == "remove" and change.public and change.message is not None
+    assert '"type":"remove"' in change.message
+    assert [i.key for i in (await store.page(EVENT.slug)).items] == ["b"]
+    # a late copy of the deleted entry does not bring it back, and deleting twice writes nothing
+    await store.ingest(EVENT, DESK, [make_entry("a", text="late copy")], now=T0)
+    assert [i.key for i in (await store.page(EVENT.slug)).items] == ["b"]
+    assert await store.ingest(EVENT, DESK, [], now=T0, deleted=["a"]) == []

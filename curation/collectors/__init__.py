@@ -6,10 +6,10 @@ storage are the runner's job (curation/collectors/runner.py), so a collector onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from curation.collectors.fetch import Fetcher
 from curation.models import Entry, Source, SourceStatus
@@ -26,6 +26,13 @@ class PollResult:
     last_modified: str | None = None
     #: every redirect hop was 301/308 and the target parsed: the stored URL becomes this
     moved_to: str | None = None
+    #: keys of entries deleted upstream: their items leave the timeline
+    deleted: list[str] = field(default_factory=list)
+    #: the collector's new resume point, kept in SourceStatus.cursor (None: unchanged)
+    cursor: str | None = None
+    #: WebSub: hubs the document advertises (rel=hub) and its own URL (rel=self)
+    hubs: list[str] = field(default_factory=list)
+    self_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,27 @@ class Collector(Protocol):
             the entries found and the validators to keep.
         Raises:
             SourceError (FetchError, ParseError, ...): the runner records it as the source's status.
+        """
+        ...
+
+
+Deliver = Callable[[PollResult], Awaitable[None]]
+
+
+@runtime_checkable
+class StreamingCollector(Collector, Protocol):
+    """A collector that can also hold a push connection open (Mastodon streaming, Jetstream)."""
+
+    def streams(self, source: Source) -> bool:
+        """Whether this source gets a stream (a token is configured, the kind supports it...)."""
+        ...
+
+    async def stream(self, source: Source, status: SourceStatus, deliver: Deliver) -> None:
+        """Hold the stream open and hand each event to `deliver`, in order, until cancelled.
+
+        Polling goes on beside the stream as the safety net. Returning or raising SourceError means
+        the stream dropped: the runner records it, polls at once (so nothing is missed), and opens the
+        stream again with backoff.
         """
         ...
 

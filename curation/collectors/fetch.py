@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -257,6 +257,7 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str = FEED_ACCEPT,
         unconditional: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> FetchResult:
         """GET one document, following redirects; conditional when validators are given.
 
@@ -264,6 +265,7 @@ class Fetcher:
             url: an http or https URL.
             etag, last_modified: the validators stored from the last fetch, replayed verbatim.
             accept: the Accept header.
+            headers: more request headers (an API token, for instance).
             unconditional: send no validators and report any 200 as changed (the daily escape from validators
                 that pin a feed forever).
         Returns:
@@ -277,12 +279,12 @@ class Fetcher:
         """
         if self._session is None:
             await self.start()
-        headers = {"Accept": accept}
+        request_headers = {**(headers or {}), "Accept": accept}
         if not unconditional:
             if etag:
-                headers["If-None-Match"] = etag
+                request_headers["If-None-Match"] = etag
             if last_modified:
-                headers["If-Modified-Since"] = last_modified
+                request_headers["If-Modified-Since"] = last_modified
         current = self._parse_url(url)
         hops: list[int] = []
         budget = self.total_timeout
@@ -291,7 +293,7 @@ class Fetcher:
             loop = asyncio.get_running_loop()
             async with self._host_slot(current):
                 started = loop.time()
-                result = await self._hop(current, headers, budget, hops, etag=None if unconditional else etag)
+                result = await self._hop(current, request_headers, budget, hops, etag=None if unconditional else etag)
                 budget -= loop.time() - started
             if isinstance(result, FetchResult):
                 if result.status == 304:
@@ -301,14 +303,94 @@ class Fetcher:
                 raise FetchError(f"too many redirects (more than {self.max_redirects})", url=url)
             current = result
 
+    async def post(
+        self,
+        url: str,
+        *,
+        data: Mapping[str, str] | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: str = "application/json",
+    ) -> FetchResult:
+        """POST once (no redirect is followed: a POST that redirects is an error), under the same rules as get().
+
+        `data` as a mapping is sent form-encoded; bytes are sent as they are (set Content-Type in headers).
+        """
+        if self._session is None:
+            await self.start()
+        current = self._parse_url(url)
+        self._check_target(current)
+        hops: list[int] = []
+        async with self._host_slot(current):
+            result = await self._hop(
+                current,
+                {**(headers or {}), "Accept": accept},
+                self.total_timeout,
+                hops,
+                etag=None,
+                method="POST",
+                data=data,
+            )
+        if isinstance(result, URL):
+            raise FetchError(f"unexpected redirect (HTTP {hops[-1]}) to {result}", url=url, status=hops[-1])
+        return result
+
+    async def ws_connect(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        heartbeat: float = 30.0,
+        max_msg_size: int = 4 << 20,
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open an outbound websocket (Mastodon streaming, Jetstream) under the same address rules.
+
+        Raises:
+            BlockedAddressError, FetchError: refused, or the handshake failed (status named).
+        """
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError) as e:
+            raise FetchError(f"invalid URL: {e}", url=url) from None
+        if parsed.scheme not in ("ws", "wss") or not parsed.raw_host:
+            raise FetchError("not a ws:// or wss:// URL", url=url)
+        self._check_target(parsed)
+        try:
+            return await self._session.ws_connect(
+                parsed,
+                headers=headers,
+                heartbeat=heartbeat,
+                max_msg_size=max_msg_size,
+                autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+            )
+        except aiohttp.WSServerHandshakeError as e:
+            raise FetchError(f"websocket refused: HTTP {e.status} {e.message}", url=url, status=e.status) from None
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise FetchError(
+                f"websocket failed: {_describe(e) if isinstance(e, aiohttp.ClientError) else 'timed out'}", url=url
+            ) from None
+
     async def _hop(
-        self, url: URL, headers: dict[str, str], budget: float, hops: list[int], *, etag: str | None
+        self,
+        url: URL,
+        headers: dict[str, str],
+        budget: float,
+        hops: list[int],
+        *,
+        etag: str | None,
+        method: str = "GET",
+        data: Mapping[str, str] | bytes | None = None,
     ) -> FetchResult | URL:
         """One request: a result, or the next URL when it is a redirect (its status appended to hops)."""
         assert self._session is not None
         try:
             async with asyncio.timeout(max(budget, 0.0)):
-                async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+                async with self._session.request(
+                    method, url, headers=headers, data=data, allow_redirects=False
+                ) as resp:
                     status = resp.status
                     if status in _REDIRECTS:
                         hops.append(status)

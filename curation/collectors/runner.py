@@ -12,10 +12,10 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult
+from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult, StreamingCollector
 from curation.collectors.policy import next_delay
 from curation.errors import GoneError, RetryLaterError, SourceError
-from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus
+from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus, rfc3339
 from curation.store import Store
 
 log = logging.getLogger("curation.collectors")
@@ -54,19 +54,60 @@ class SourceRunner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.task: asyncio.Task[None] | None = None
+        self.stream_task: asyncio.Task[None] | None = None
         self.wakeup = asyncio.Event()
+        # polls and stream deliveries of one source are stored one at a time, in order
+        self._lock = asyncio.Lock()
+        #: seconds to wait before reopening a dropped stream, doubled per failure (tests shorten it)
+        self.stream_retry = 1.0
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"source:{self.source.id}")
+        collector = self.collector
+        if isinstance(collector, StreamingCollector) and collector.streams(self.source):
+            self.stream_task = asyncio.create_task(self._stream_loop(collector), name=f"stream:{self.source.id}")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in (self.task, self.stream_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self.task = self.stream_task = None
+
+    def poll_now(self) -> None:
+        self.status.next_poll_at = None
+        self.wakeup.set()
+
+    async def deliver(self, result: PollResult) -> None:
+        """Store what a stream pushed, exactly as a poll result."""
+        async with self._lock:
+            await self._store(result)
+            self.status.last_success_at = self.clock()
+            await self._save()
+
+    async def _stream_loop(self, collector: StreamingCollector) -> None:
+        failures = 0
+        while True:
+            opened = self.clock()
             try:
-                await self.task
+                await collector.stream(self.source, self.status, self.deliver)
+                error = "the stream ended"
             except asyncio.CancelledError:
-                pass
-            self.task = None
+                raise
+            except SourceError as e:
+                error = e.message
+            except Exception as e:  # a bug in a stream must not stop the source
+                log.exception("%s: unexpected error in the stream", self.source.id)
+                error = f"internal error: {type(e).__name__}: {e}"
+            failures = 1 if (self.clock() - opened).total_seconds() > 60 else failures + 1
+            self.status.details["stream"] = {"state": "down", "error": error, "at": rfc3339(self.clock())}
+            log.warning("%s: stream dropped (%s); polling until it is back", self.source.id, error)
+            self.poll_now()  # whatever came while the stream was down is fetched now
+            delay = min(300.0, self.stream_retry * 2 ** (failures - 1))
+            await asyncio.sleep(delay * (1 + self.rng.random() / 2))
 
     async def run(self) -> None:
         while self.status.state is not SourceState.GONE:
@@ -90,7 +131,8 @@ class SourceRunner:
         retry_later = False
         try:
             result = await self.collector.poll(self.source, status)
-            await self._store(result)
+            async with self._lock:
+                await self._store(result)
         except GoneError as e:
             self._failed(e, now)
             status.state = SourceState.GONE
@@ -145,8 +187,11 @@ class SourceRunner:
         if not status.imported:
             entries, ignore = backfill(entries, self.source.backfill)
         for event in self.events(self.source.id):
-            changes = await self.store.ingest(event, self.source, entries, ignore=ignore)
+            changes = await self.store.ingest(event, self.source, entries, ignore=ignore, deleted=result.deleted)
             status.items_seen += sum(1 for c in changes if c.item is not None and c.item.version == 1)
+        # stored first: a crash before this line re-reads from the old cursor, and ingest is idempotent
+        if result.cursor is not None:
+            status.cursor = result.cursor
         status.imported = True
 
     async def _save(self) -> None:
@@ -233,5 +278,4 @@ class Collection:
     def poll_now(self, source_id: str) -> None:
         runner = self.runners.get(source_id)
         if runner is not None:
-            runner.status.next_poll_at = None
-            runner.wakeup.set()
+            runner.poll_now()

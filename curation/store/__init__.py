@@ -33,12 +33,14 @@ class Store(Protocol):
         *,
         now: datetime | None = None,
         ignore: Sequence[str] = (),
+        deleted: Sequence[str] = (),
     ) -> list[Change]:
         """Apply what a collector found to one event, atomically, and append the changes to its log.
 
         New entries become items, changed ones updates (timeline.updated_item), the rest nothing.
         An entry whose canonical URL is already an item of the event (from any source) is that item.
         `ignore` lists entry keys to remember as seen without taking them (beyond the first backfill).
+        `deleted` lists keys of entries deleted upstream: their items leave the timeline for good.
         Returns the changes written, in seq order; listeners are told after the commit.
         """
         ...

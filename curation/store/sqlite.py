@@ -238,9 +238,12 @@ class SQLiteStore:
         *,
         now: datetime | None = None,
         ignore: Sequence[str] = (),
+        deleted: Sequence[str] = (),
     ) -> list[Change]:
         when = now or utcnow()
-        return await self._write(lambda conn: self._ingest(conn, event, source, entries, ignore, when), self._notify)
+        return await self._write(
+            lambda conn: self._ingest(conn, event, source, entries, ignore, deleted, when), self._notify
+        )
 
     def _ingest(
         self,
@@ -249,6 +252,7 @@ class SQLiteStore:
         source: Source,
         entries: Sequence[Entry],
         ignore: Sequence[str],
+        deleted: Sequence[str],
         now: datetime,
     ) -> list[Change]:
         conn.executemany(
@@ -275,6 +279,21 @@ class SQLiteStore:
             change = _with_message(change)
             self._put_item(conn, after)
             conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", (event.slug, source.id, entry.key, after.id))
+            self._append(conn, change)
+            changes.append(change)
+        for key in deleted:
+            row = conn.execute(
+                "SELECT item_id FROM keys WHERE event = ? AND source_id = ? AND key = ?", (event.slug, source.id, key)
+            ).fetchone()
+            before = self._load(conn, event.slug, row[0]) if row and row[0] else None
+            if before is None or before.source_id != source.id:
+                continue  # never taken, or the story belongs to another source
+            after = timeline.deleted_item(before, now=now)
+            if after is None:
+                continue
+            seq += 1
+            change = _with_message(timeline.change_for(before, after, seq=seq, now=now))
+            self._put_item(conn, after)
             self._append(conn, change)
             changes.append(change)
         if changes:
