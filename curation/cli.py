@@ -50,8 +50,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _inspect_one(target: str, kind: str, fetcher: object) -> list[dict[str, object]]:
+    from curation.codec import entry_to_json
     from curation.collectors.feed_parser import parse_document
-    from curation.normalize import entry_to_json
 
     if kind != "feed":
         return [{"input": target, "error": f"--kind {kind}: not supported in this release (feed only)"}]

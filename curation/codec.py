@@ -13,7 +13,9 @@ from typing import Any
 
 from curation.models import (
     Author,
+    Card,
     Change,
+    Entry,
     Item,
     ItemKind,
     ItemState,
@@ -37,6 +39,33 @@ def _media_json(media: Media) -> dict[str, str | None]:
     return {"type": media.type, "url": media.url, "alt": media.alt, "thumbnail": media.thumbnail}
 
 
+def _card_json(card: Card | None) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    return {
+        "kind": card.kind,
+        "url": card.url,
+        "title": card.title,
+        "description": card.description,
+        "image": card.image,
+        "author": _author_json(card.author) if card.author else None,
+    }
+
+
+def _card_from(record: Mapping[str, Any] | None) -> Card | None:
+    if not record:
+        return None
+    author = record.get("author")
+    return Card(
+        kind=record["kind"],
+        url=record["url"],
+        title=record.get("title"),
+        description=record.get("description"),
+        image=record.get("image"),
+        author=Author(**author) if author else None,
+    )
+
+
 def item_to_json(item: Item) -> dict[str, Any]:
     """The public Item JSON (DESIGN.md): what readers, the items API and the websocket see."""
     return {
@@ -57,6 +86,8 @@ def item_to_json(item: Item) -> dict[str, Any]:
         "key_moment": item.key_moment,
         "content_warning": item.content_warning,
         "note": item.note,
+        "card": _card_json(item.card),
+        "reposted_by": _author_json(item.reposted_by) if item.reposted_by else None,
         "version": item.version,
     }
 
@@ -109,9 +140,31 @@ def item_from_record(record: Mapping[str, Any]) -> Item:
         key_moment=record.get("key_moment"),
         content_warning=record.get("content_warning"),
         note=record.get("note"),
+        card=_card_from(record.get("card")),
+        reposted_by=Author(**record["reposted_by"]) if record.get("reposted_by") else None,
         version=int(record.get("version", 1)),
         update_count=int(record.get("update_count", 0)),
     )
+
+
+def entry_to_json(entry: Entry) -> dict[str, Any]:
+    """An Entry as a collector produced it (`inspect` prints these)."""
+    return {
+        "key": entry.key,
+        "kind": str(entry.kind),
+        "url": entry.url,
+        "title": entry.title,
+        "text": entry.text,
+        "html": entry.html,
+        "content_hash": entry.content_hash,
+        "author": _author_json(entry.author),
+        "media": [_media_json(m) for m in entry.media],
+        "published_at": rfc3339(entry.published_at),
+        "updated_at": rfc3339(entry.updated_at),
+        "content_warning": entry.content_warning,
+        "card": _card_json(entry.card),
+        "reposted_by": _author_json(entry.reposted_by) if entry.reposted_by else None,
+    }
 
 
 def change_message(change: Change) -> str | None:

@@ -134,6 +134,19 @@ class Media:
 
 
 @dataclass(frozen=True, slots=True)
+class Card:
+    """A link card or a quoted post, rendered from its fields (never from an upstream's HTML)."""
+
+    kind: str  # link | quote
+    url: str
+    title: str | None = None
+    description: str | None = None
+    image: str | None = None
+    #: for a quote: who wrote the quoted post
+    author: Author | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One upstream entry, normalized and sanitized, not yet placed in any event.
 
@@ -154,6 +167,9 @@ class Entry:
     published_at: datetime | None = None
     updated_at: datetime | None = None
     content_warning: str | None = None
+    card: Card | None = None
+    #: a boost / repost: the entry is the original post, this is who shared it
+    reposted_by: Author | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +201,8 @@ class Item:
     key_moment: str | None = None
     content_warning: str | None = None
     note: str | None = None
+    card: Card | None = None
+    reposted_by: Author | None = None
     version: int = 1
     #: content changes seen without a date change; capped so a flapping feed cannot churn forever
     update_count: int = 0

@@ -11,10 +11,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from curation.models import Entry, rfc3339
 
 #: query parameters that only track the click; dropped by canonical_url (compared lower-cased)
 TRACKING_PARAMS: frozenset[str] = frozenset(
@@ -126,26 +123,3 @@ def truncate_title(text: str, limit: int = 120) -> str:
     if space >= limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def entry_to_json(entry: Entry) -> dict[str, Any]:
-    """An Entry as JSON-ready data (RFC 3339 UTC dates with `Z`)."""
-    return {
-        "key": entry.key,
-        "kind": str(entry.kind),
-        "url": entry.url,
-        "title": entry.title,
-        "text": entry.text,
-        "html": entry.html,
-        "content_hash": entry.content_hash,
-        "author": {
-            "name": entry.author.name,
-            "handle": entry.author.handle,
-            "url": entry.author.url,
-            "avatar": entry.author.avatar,
-        },
-        "media": [{"type": m.type, "url": m.url, "alt": m.alt, "thumbnail": m.thumbnail} for m in entry.media],
-        "published_at": rfc3339(entry.published_at),
-        "updated_at": rfc3339(entry.updated_at),
-        "content_warning": entry.content_warning,
-    }

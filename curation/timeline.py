@@ -76,6 +76,8 @@ def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: 
         sort_at=min(published, now),
         state=initial_state(entry, source, event),
         content_warning=entry.content_warning,
+        card=entry.card,
+        reposted_by=entry.reposted_by,
     )
 
 
@@ -99,6 +101,8 @@ def updated_item(existing: Item, entry: Entry, *, now: datetime) -> Item | None:
         media=entry.media,
         content_hash=entry.content_hash,
         content_warning=entry.content_warning,
+        card=entry.card,
+        reposted_by=entry.reposted_by,
         updated_at=updated_at,
         version=existing.version + 1,
         update_count=existing.update_count + (0 if dated else 1),

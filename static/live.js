@@ -48,6 +48,17 @@
     article.dataset.sort = String(sortKey(item));
     article.dataset.pinned = item.pinned ? "1" : "0";
     article.dataset.version = String(item.version);
+    if (item.reposted_by) {
+      var shared = el("p", "reposted", T.reposted_by + " ");
+      var by = item.reposted_by.name || item.reposted_by.handle || "";
+      if (safeHref(item.reposted_by.url)) {
+        var byLink = el("a", null, by); byLink.href = item.reposted_by.url; byLink.rel = "noopener noreferrer";
+        shared.appendChild(byLink);
+      } else {
+        shared.appendChild(document.createTextNode(by));
+      }
+      article.appendChild(shared);
+    }
     var head = el("header");
     head.appendChild(el("span", "badge", T[item.role] || item.role));
     var author = item.author || {};
@@ -56,7 +67,9 @@
       avatar.src = author.avatar; avatar.alt = ""; avatar.width = 32; avatar.height = 32; avatar.loading = "lazy";
       head.appendChild(avatar);
     }
-    head.appendChild(el("span", "author", author.name || item.source.label));
+    var who = el(safeHref(author.url) ? "a" : "span", "author", author.name || item.source.label);
+    if (safeHref(author.url)) { who.href = author.url; who.rel = "noopener noreferrer"; }
+    head.appendChild(who);
     if (author.handle) head.appendChild(el("span", "handle", author.handle));
     var link = el("a", "time");
     link.href = "#item-" + item.id;
@@ -90,12 +103,29 @@
       holder.appendChild(el("p", "body", item.text));
     }
     (item.media || []).forEach(function (m) {
-      if (m.type !== "image" || !safeHref(m.url)) return;
+      if (!safeHref(m.url)) return;
       if (item.html && item.html.indexOf(m.url) !== -1) return; // already shown in the body
-      var img = el("img", "media");
-      img.src = m.url; img.alt = m.alt || ""; img.loading = "lazy";
-      holder.appendChild(img);
+      if (m.type === "image") {
+        var img = el("img", "media");
+        img.src = m.url; img.alt = m.alt || ""; img.loading = "lazy";
+        holder.appendChild(img);
+      } else if (safeHref(m.thumbnail)) {
+        var video = el("a", "media video"); video.href = m.url; video.rel = "noopener noreferrer";
+        var poster = el("img"); poster.src = m.thumbnail; poster.alt = m.alt || ""; poster.loading = "lazy";
+        video.appendChild(poster);
+        holder.appendChild(video);
+      }
     });
+    if (item.card && safeHref(item.card.url)) {
+      var card = el("a", "card card-" + item.card.kind); card.href = item.card.url; card.rel = "noopener noreferrer";
+      if (safeHref(item.card.image)) { var ci = el("img"); ci.src = item.card.image; ci.alt = ""; ci.loading = "lazy"; card.appendChild(ci); }
+      var ct = el("span", "card-text");
+      if (item.card.author) ct.appendChild(el("span", "card-author", item.card.author.name || item.card.author.handle || ""));
+      if (item.card.title) ct.appendChild(el("strong", null, item.card.title));
+      if (item.card.description) ct.appendChild(el("span", null, item.card.description));
+      card.appendChild(ct);
+      holder.appendChild(card);
+    }
     var foot = el("footer");
     var src = el("a", "source", item.source.label);
     src.href = safeHref(item.url) || "#"; src.rel = "noopener noreferrer";

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from curation.codec import entry_to_json
 from curation.collectors.feed_parser import ParsedFeed, parse_document
 from curation.errors import ParseError
 from curation.models import Author, ItemKind, Media
-from curation.normalize import entry_to_json
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from curation.codec import entry_to_json
 from curation.models import Author, Entry, ItemKind, Media
-from curation.normalize import canonical_url, content_hash, entry_to_json, fallback_key, to_utc, truncate_title
+from curation.normalize import canonical_url, content_hash, fallback_key, to_utc, truncate_title
 
 # --- to_utc ---------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "older": "Load older posts",
         "timeline": "Live timeline",
         "content_warning": "Content warning",
+        "reposted_by": "Shared by",
     },
     "fr": {
         "editorial": "Rédaction",
@@ -46,6 +47,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "older": "Messages plus anciens",
         "timeline": "Fil en direct",
         "content_warning": "Avertissement",
+        "reposted_by": "Partagé par",
     },
 }
 
