@@ -64,7 +64,7 @@ async def serve_b0(port: int, size: int) -> None:
         for websocket in list(readers):
             try:
                 await websocket.send_text(text)
-            except Exception:  # noqa: BLE001 - a reader that went away; the endpoint forgets it
+            except Exception:  # a reader that went away; the endpoint forgets it
                 readers.discard(websocket)
 
     app = Starlette(routes=[WebSocketRoute(PATH, live)])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -303,12 +304,28 @@ def verdict(table: dict[str, dict[str, float]], ratio: dict[str, float], readers
         r = ratio["fil/b2 cpu_ms_per_1000"]
         lines.append(f"CPU per delivery <= 1.3x B2: {'yes' if r <= 1.3 else 'NO'} ({r:.2f}x)")
     kb = fil["mem_per_reader_kb"]
-    lines.append(f"memory per idle reader <= 20 KB (goal): {'yes' if kb <= 20 else 'NO'} ({kb:.1f} KB, {readers} readers)")
+    lines.append(
+        f"memory per idle reader <= 20 KB (goal): {'yes' if kb <= 20 else 'NO'} ({kb:.1f} KB, {readers} readers)"
+    )
     return lines
 
 
+def code_state() -> str:
+    """The commit plus a digest of curation/ as it is on disk: the tree changes between commits too."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "curation").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = "unknown"
+    return f"{head}+curation:{digest.hexdigest()[:12]}"
+
+
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "cpus": str(os.cpu_count())}
+    out = {"python": platform.python_version(), "cpus": str(os.cpu_count()), "code": code_state()}
     for package in ("uvicorn", "websockets", "starlette", "uvloop", "httptools"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[package] = metadata.version(package)

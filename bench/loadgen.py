@@ -136,6 +136,11 @@ def upgrade_request(host: str, port: int, path: str) -> bytes:
     ).encode()
 
 
+async def open_connection(reader: Reader, host: str, port: int, source: str) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: reader, host, port, local_addr=(source, 0))
+
+
 async def connect(host: str, port: int, path: str, source: str, stats: Stats) -> Reader:
     loop = asyncio.get_running_loop()
     last: BaseException | None = None
@@ -143,9 +148,7 @@ async def connect(host: str, port: int, path: str, source: str, stats: Stats) ->
         ready: asyncio.Future[None] = loop.create_future()
         reader = Reader(upgrade_request(host, port, path), stats, ready)
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda r=reader: r, host, port, local_addr=(source, 0)), CONNECT_TIMEOUT
-            )
+            await asyncio.wait_for(open_connection(reader, host, port, source), CONNECT_TIMEOUT)
             await asyncio.wait_for(ready, CONNECT_TIMEOUT)
             return reader
         except (OSError, TimeoutError) as e:

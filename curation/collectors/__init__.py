@@ -87,8 +87,10 @@ REGISTRY: dict[str, CollectorFactory] = {}
 
 def _register_builtin() -> None:
     from curation.collectors.feed import FeedCollector
+    from curation.collectors.push import PushCollector
 
     REGISTRY["feed"] = FeedCollector
+    REGISTRY["push"] = PushCollector
 
 
 _register_builtin()

@@ -86,6 +86,8 @@ class SourceRunner:
         async with self._lock:
             await self._store(result)
             self.status.last_success_at = self.clock()
+            if self.status.state is SourceState.PENDING:
+                self.status.state = SourceState.OK
             await self._save()
 
     async def _stream_loop(self, collector: StreamingCollector) -> None:
@@ -255,7 +257,10 @@ class Collection:
                 status.state = SourceState.PENDING
             runner = SourceRunner(source, collector, self.store, status, self.events_of, clock=self.clock)
             self.runners[sid] = runner
-            runner.start()
+            if getattr(collector, "passive", False):
+                status.imported = True  # every pushed item is live: no backfill trimming
+            else:
+                runner.start()
 
     def _status(self, source: Source, *, edited: bool) -> SourceStatus:
         status = self.statuses.get(source.id)
@@ -274,6 +279,14 @@ class Collection:
         for runner in list(self.runners.values()):
             await runner.stop()
         self.runners.clear()
+
+    async def deliver(self, source_id: str, result: PollResult) -> bool:
+        """Store what was pushed to a source (push ingest, WebSub); False when it is not running."""
+        runner = self.runners.get(source_id)
+        if runner is None:
+            return False
+        await runner.deliver(result)
+        return True
 
     def poll_now(self, source_id: str) -> None:
         runner = self.runners.get(source_id)

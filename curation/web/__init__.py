@@ -13,7 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from curation.config import Settings
 from curation.service import Fil
-from curation.web import api, live, pages
+from curation.web import api, ingest, live, pages
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/api/events/{slug}/items", api.items),
         WebSocketRoute("/api/events/{slug}/live", live.live),
         Route("/api/sources", api.sources),
+        Route("/api/ingest/{source_id}", ingest.ingest, methods=["POST"]),
         Route("/healthz", api.healthz),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
