@@ -310,22 +310,27 @@ def verdict(table: dict[str, dict[str, float]], ratio: dict[str, float], readers
     return lines
 
 
-def code_state() -> str:
+def source_digests() -> dict[str, str]:
+    return {
+        path.relative_to(ROOT).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in sorted((ROOT / "curation").rglob("*.py"))
+    }
+
+
+def code_state(digests: dict[str, str]) -> str:
     """The commit plus a digest of curation/ as it is on disk: the tree changes between commits too."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "curation").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    digest = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:12]
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         head = "unknown"
-    return f"{head}+curation:{digest.hexdigest()[:12]}"
+    return f"{head}+curation:{digest}"
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "cpus": str(os.cpu_count()), "code": code_state()}
+def versions(digests: dict[str, str]) -> dict[str, str]:
+    out = {"python": platform.python_version(), "cpus": str(os.cpu_count()), "code": code_state(digests)}
     for package in ("uvicorn", "websockets", "starlette", "uvloop", "httptools"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[package] = metadata.version(package)
@@ -358,7 +363,8 @@ def main() -> None:
     payload = sample_payload_bytes()
     logs = args.logs or Path(tempfile.mkdtemp(prefix="fanout-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
-    info = versions()
+    digests = source_digests()
+    info = versions(digests)
     print(
         f"fan-out: {args.readers} readers x {args.rate}/s for {args.duration} s, {args.runs} run(s) of "
         f"{','.join(names)}; payload {payload} B; {info}; logs in {logs}",
@@ -379,6 +385,12 @@ def main() -> None:
             )
     table = medians(results)
     ratio = ratios(table)
+    after = source_digests()
+    if changed := sorted(k for k in digests.keys() | after.keys() if digests.get(k) != after.get(k)):
+        # other work goes on in the tree; whether it matters depends on whether it is on the fan-out path
+        print(f"WARNING: curation/ changed during the benchmark: {', '.join(changed)}", flush=True)
+        info["code_after"] = code_state(after)
+        info["changed"] = ", ".join(changed)
     print()
     print(render(table, args.runs))
     for key, value in ratio.items():

@@ -29,7 +29,7 @@ from bench.control import TS_MARK, control_loop, open_reply_channel, raise_nofil
 from curation.codec import change_message  # noqa: E402
 from curation.config import Settings  # noqa: E402
 from curation.models import Author, Entry, Event, ItemKind, Moderation, Role, Source, SourceKind, utcnow  # noqa: E402
-from curation.server import uvicorn_config  # noqa: E402
+from curation.server import tune_gc, uvicorn_config  # noqa: E402
 from curation.timeline import change_for, item_id, new_item  # noqa: E402
 from curation.web import create_app  # noqa: E402
 
@@ -43,7 +43,6 @@ FILLER = (
     "the visiting side presses high from the first minute, looking for an early equaliser."
 )
 #: what curation.server.serve() sets; the benchmark serves the app itself, so it repeats it
-FIL_GC_THRESHOLD = (50_000, 20, 100)
 
 
 def make_entry(i: int, ts: float) -> Entry:
@@ -132,7 +131,7 @@ def run() -> None:
     args = parser.parse_args()
     raise_nofile()
     if args.gc == "fil":
-        gc.set_threshold(*FIL_GC_THRESHOLD)
+        tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main(args.port))
 
