@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from curation.collectors.fetch import FEED_ACCEPT, Fetcher
 from curation.config import Settings
 from curation.errors import ConfigErrors, CurationError
 
@@ -49,30 +50,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _inspect_one(target: str, kind: str, fetcher: object) -> list[dict[str, object]]:
+async def _inspect_one(target: str, kind: str, fetcher: Fetcher) -> list[dict[str, object]]:
     from curation.codec import entry_to_json
-    from curation.collectors.feed_parser import parse_document
+    from curation.inspect import entries_of
 
-    if kind != "feed":
-        return [{"input": target, "error": f"--kind {kind}: not supported in this release (feed only)"}]
     try:
         if target.startswith(("http://", "https://")):
-            response = await fetcher.get(target)  # type: ignore[attr-defined]
+            accept = "application/json" if kind in {"mastodon", "bluesky", "push"} else FEED_ACCEPT
+            response = await fetcher.get(target, accept=accept)
             body, content_type, url = response.body, response.headers.get("content-type"), response.url
         else:
             body = await asyncio.to_thread(Path(target).read_bytes)
             content_type, url = None, Path(target).resolve().as_uri()
-        parsed = await asyncio.to_thread(parse_document, body, content_type=content_type, url=url, source_id=target)
-    except (CurationError, OSError) as e:
+        entries = await asyncio.to_thread(entries_of, kind, body, content_type=content_type, url=url)
+    except (CurationError, OSError, ValueError) as e:
         return [{"input": target, "error": str(e)}]
-    if not parsed.entries:
+    if not entries:
         return [{"input": target, "items": 0}]
-    return [{"input": target, **entry_to_json(entry)} for entry in parsed.entries]
+    return [{"input": target, **entry_to_json(entry)} for entry in entries]
 
 
 async def _inspect(inputs: Sequence[str], kind: str, settings: Settings) -> None:
-    from curation.collectors.fetch import Fetcher
-
     async with Fetcher(
         allow_private=settings.allow_private_hosts, max_body=settings.max_body, total_timeout=settings.fetch_timeout
     ) as fetcher:
@@ -82,7 +80,10 @@ async def _inspect(inputs: Sequence[str], kind: str, settings: Settings) -> None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    asyncio.run(_inspect(args.inputs, args.kind, _settings()))
+    try:
+        asyncio.run(_inspect(args.inputs, args.kind, _settings()))
+    except BrokenPipeError:  # `inspect ... | head` is fine
+        sys.stderr.close()
     return 0
 
 

@@ -43,6 +43,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CURATION_PING_INTERVAL", "20s", "websocket keepalive ping interval"),
     Setting("CURATION_RELOAD_INTERVAL", "2s", "how often sources.yaml is checked for changes (SIGHUP reloads at once)"),
     Setting("CURATION_LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("CURATION_WEBSUB_LEASE", "1d", "WebSub lease asked of hubs (renewed at 80% of what the hub grants)"),
+    Setting(
+        "CURATION_WEBSUB_SAFETY_INTERVAL", "15m", "while WebSub push is healthy, a feed is polled at most this often"
+    ),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -98,6 +102,8 @@ class Settings:
     ping_interval: float = 20.0
     reload_interval: float = 2.0
     log_level: str = "info"
+    websub_lease: float = 86400.0
+    websub_safety_interval: float = 900.0
 
     @property
     def base_url(self) -> str:
@@ -134,4 +140,6 @@ class Settings:
             ping_interval=convert("CURATION_PING_INTERVAL", parse_duration),
             reload_interval=convert("CURATION_RELOAD_INTERVAL", parse_duration),
             log_level=values["CURATION_LOG_LEVEL"],
+            websub_lease=convert("CURATION_WEBSUB_LEASE", parse_duration),
+            websub_safety_interval=convert("CURATION_WEBSUB_SAFETY_INTERVAL", parse_duration),
         )

@@ -1,7 +1,8 @@
-"""Wire formats of the built-in demo upstream: a newsroom's RSS 2.0, Mastodon and Bluesky account RSS, JSON Feed.
+"""Document formats of the built-in demo upstream: a newsroom's RSS 2.0, Mastodon and Bluesky account RSS, JSON Feed.
 
 Pure functions from recorded posts to the bytes each real upstream sends (plus SVG placeholders and small HTML
-pages), so the demo exercises the same parsing path as production. No I/O here.
+pages), so the demo exercises the same parsing path as production. The Mastodon and Bluesky APIs are in
+curation/demo_social.py. No I/O here.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ ATOM = "http://www.w3.org/2005/Atom"
 DUBLIN_CORE = "http://purl.org/dc/elements/1.1/"
 SVG = "http://www.w3.org/2000/svg"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-MASTODON_GENERATOR = "Mastodon v4.2.1"
+MASTODON_VERSION = "4.6.4"
+MASTODON_GENERATOR = f"Mastodon v{MASTODON_VERSION}"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: the team publishes in race-local time (CEST), so JSON Feed dates carry an offset other than Z
 RACE_TIME = timezone(timedelta(hours=2))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
-_HASHTAG = re.compile(r"#(\w+)")
+#: a link, or a hashtag that starts a word and holds a letter (as Mastodon and the Bluesky app detect them)
+_TOKEN = re.compile(r"(?P<url>https?://[^\s<>\"]*[^\s<>\".,;:!?)'])|(?<![\w/&=)#])#(?P<tag>\w*[^\W\d_]\w*)")
+_URL_PREFIX = re.compile(r"https?://(?:www\.)?")
 # Go's encoding/xml EscapeText, byte for byte (saxutils.escape does &, < and > first)
 _GO_ENTITIES = {'"': "&#34;", "'": "&#39;", "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}
 
@@ -90,6 +95,29 @@ class Step:
     category: str | None = None
     creator: str | None = None
     tags: tuple[str, ...] = ()
+    #: set on a step that deletes an earlier social post (Mastodon status, Bluesky post)
+    delete_of: str | None = None
+    #: id of an earlier step of the same cycle this post links to: its `{link}` becomes that permalink, with a card
+    link: str | None = None
+    #: Mastodon content warning (spoiler_text)
+    cw: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        """A new entry, not an edit or a delete of an earlier one."""
+        return self.edit_of is None and self.delete_of is None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPreview:
+    """What a link card shows (Mastodon `card`, Bluesky `external` embed), built from the linked post."""
+
+    url: str
+    title: str
+    description: str
+    #: image name on the upstream, or None
+    image: str | None
+    provider: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +134,12 @@ class Post:
     #: wall time of its last change: its release, or its edit
     changed: datetime
     title: str | None
+    #: the text as published, `{link}` already replaced by the linked permalink
     text: str
     edited: bool = False
+    #: released in the first batch of the first cycle, dated before the start (no stream ever carried it live)
+    historical: bool = False
+    preview: LinkPreview | None = None
 
     @property
     def slug(self) -> str:
@@ -136,15 +168,25 @@ class Format:
     link: Callable[[Site, Persona, Post], str]
 
 
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
 def snowflake(post: Post) -> int:
     """A Mastodon-style status id: milliseconds since the epoch in the high bits, a sequence below."""
-    return (int(post.published.timestamp() * 1000) << 16) | (post.seq & 0xFFFF)
+    return ((micros(post.published) // 1000) << 16) | (post.seq & 0xFFFF)
+
+
+def tid_at(moment_us: int, clock_id: int) -> str:
+    """An atproto TID: 13 base32-sortable characters of microseconds and a 10-bit clock id."""
+    value = (moment_us << 10) | (clock_id & 0x3FF)
+    return "".join(_TID_ALPHABET[(value >> (5 * (12 - i))) & 31] for i in range(13))
 
 
 def tid(post: Post) -> str:
-    """An atproto record key (TID): 13 base32-sortable characters of microseconds and a clock id."""
-    value = (int(post.published.timestamp() * 1_000_000) << 10) | (post.seq & 0x3FF)
-    return "".join(_TID_ALPHABET[(value >> (5 * (12 - i))) & 31] for i in range(13))
+    """The post's record key: a TID of its creation time."""
+    return tid_at(micros(post.published), post.seq)
 
 
 def go_date(moment: datetime) -> str:
@@ -188,26 +230,61 @@ def _paragraphs(text: str, inline: Callable[[str], str] = lambda s: html.escape(
     return "".join(f"<p>{inline(p).replace(chr(10), '<br />')}</p>" for p in text.split("\n\n"))
 
 
-def _mastodon_html(site: Site, text: str) -> str:
-    """Status HTML as Mastodon formats it: hashtags become `mention hashtag` links to the instance."""
+def tokens(text: str) -> list[tuple[str, str]]:
+    """Split text into ("text", s), ("url", url) and ("tag", name) runs, in order."""
+    out: list[tuple[str, str]] = []
+    last = 0
+    for match in _TOKEN.finditer(text):
+        if match.start() > last:
+            out.append(("text", text[last : match.start()]))
+        out.append(("url", match["url"]) if match["url"] else ("tag", match["tag"]))
+        last = match.end()
+    if last < len(text):
+        out.append(("text", text[last:]))
+    return out
+
+
+def rails_escape(text: str) -> str:
+    """ERB::Util.html_escape, as Mastodon's TextFormatter applies it to local statuses."""
+    return html.escape(text, quote=False).replace('"', "&quot;").replace("'", "&#39;")
+
+
+def _mastodon_link(url: str) -> str:
+    """TextFormatter#link_to_url: scheme hidden, 30 visible characters, the rest hidden behind an ellipsis."""
+    prefix = _URL_PREFIX.match(url)
+    head = prefix.group(0) if prefix else ""
+    rest = url[len(head) :]
+    shown, hidden = rest[:30], rest[30:]
+    return (
+        f'<a href="{rails_escape(url)}" target="_blank" rel="nofollow noopener" translate="no">'
+        f'<span class="invisible">{rails_escape(head)}</span>'
+        f'<span class="{"ellipsis" if hidden else ""}">{rails_escape(shown)}</span>'
+        f'<span class="invisible">{rails_escape(hidden)}</span></a>'
+    )
+
+
+def mastodon_html(site: Site, text: str) -> str:
+    """Status HTML as Mastodon formats a local status: paragraphs, shortened links, `mention hashtag` links."""
 
     def inline(paragraph: str) -> str:
         out: list[str] = []
-        last = 0
-        for match in _HASHTAG.finditer(paragraph):
-            out.append(html.escape(paragraph[last : match.start()], quote=False))
-            href = html.escape(f"{site.base}/tags/{match.group(1)}")
-            tag = html.escape(match.group(1), quote=False)
-            out.append(f'<a href="{href}" class="mention hashtag" rel="tag">#<span>{tag}</span></a>')
-            last = match.end()
-        out.append(html.escape(paragraph[last:], quote=False))
+        for kind, value in tokens(paragraph):
+            if kind == "url":
+                out.append(_mastodon_link(value))
+            elif kind == "tag":
+                href = rails_escape(f"{site.base}/tags/{value}")
+                out.append(
+                    f'<a href="{href}" class="mention hashtag" rel="tag">#<span>{rails_escape(value)}</span></a>'
+                )
+            else:
+                out.append(rails_escape(value))
         return "".join(out)
 
     return _paragraphs(text, inline)
 
 
 def hashtags(text: str) -> list[str]:
-    return [match.group(1) for match in _HASHTAG.finditer(text)]
+    return [value for kind, value in tokens(text) if kind == "tag"]
 
 
 def render_rss(site: Site, persona: Persona, posts: Sequence[Post]) -> bytes:
@@ -271,12 +348,15 @@ def render_mastodon(site: Site, persona: Persona, posts: Sequence[Post]) -> byte
         _sub(item, "guid", url, isPermaLink="true")
         _sub(item, "link", url)
         _sub(item, "pubDate", format_datetime(post.published))
-        _sub(item, "description", _mastodon_html(site, post.text))
+        description = mastodon_html(site, post.text)
+        if post.step.cw:  # FormattingHelper#rss_status_content_format puts the warning first
+            description = f"<p><strong>Content warning:</strong> {rails_escape(post.step.cw)}</p><hr />{description}"
+        _sub(item, "description", description)
         if post.step.image:
             src = site.image_url(post.step.image)
             size = str(len(site.images.get(post.step.image, b"")))
             media = _sub(item, "media:content", url=src, type="image/svg+xml", fileSize=size, medium="image")
-            _sub(media, "media:rating", "nonadult", scheme="urn:simple")
+            _sub(media, "media:rating", "adult" if post.step.cw else "nonadult", scheme="urn:simple")
             if post.step.alt:
                 _sub(media, "media:description", post.step.alt, type="plain")
             _sub(media, "media:thumbnail", url=src)
@@ -414,7 +494,7 @@ def post_page(site: Site, persona: Persona, post: Post) -> bytes:
     if post.title:
         parts.append(f"<h1>{html.escape(post.title)}</h1>")
     parts.append(f"<p><small>{byline}</small></p>")
-    parts.append(_mastodon_html(site, post.text) if persona.format == "mastodon" else _paragraphs(post.text))
+    parts.append(mastodon_html(site, post.text) if persona.format == "mastodon" else _paragraphs(post.text))
     if post.step.image:
         src, alt = html.escape(site.image_url(post.step.image)), html.escape(post.step.alt or "")
         parts.append(f'<p><img src="{src}" alt="{alt}" width="640" height="360"></p>')

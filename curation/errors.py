@@ -63,9 +63,13 @@ class SourceError(CurationError):
 class FetchError(SourceError):
     """An outbound HTTP fetch failed; `url` is the URL that failed, `status` the HTTP status if any."""
 
-    def __init__(self, message: str, *, url: str = "", status: int | None = None, source_id: str = "") -> None:
+    def __init__(
+        self, message: str, *, url: str = "", status: int | None = None, source_id: str = "", body: bytes = b""
+    ) -> None:
         self.url = url
         self.status = status
+        #: the start of a 4xx error body (APIs explain themselves there: XRPC `{"error": ..., "message": ...}`)
+        self.body = body
         super().__init__(message, source_id=source_id)
 
     def __str__(self) -> str:

@@ -39,7 +39,7 @@ ATTRIBUTES: dict[str, set[str]] = {
 }
 
 #: Mastodon shortens link text with these classes; a page may hide `.invisible` (harmless if it does not)
-ALLOWED_CLASSES: dict[str, set[str]] = {"span": {"invisible", "ellipsis"}}
+ALLOWED_CLASSES: dict[str, set[str]] = {"span": {"invisible", "ellipsis"}, "img": {"emoji"}}
 
 #: dropped together with everything inside them (their text is code, markup or a trap, never prose)
 DROP_WITH_CONTENT: frozenset[str] = frozenset(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from curation.collectors import CollectorContext
 from curation.collectors.fetch import Fetcher
 from curation.collectors.runner import Collection
+from curation.collectors.websub import WebSubManager
 from curation.config import Settings
 from curation.errors import ConfigErrors
 from curation.hub import Hub
@@ -46,6 +47,8 @@ class Fil:
         self._executor = executor
         self._own_executor = executor is None
         self.collection: Collection | None = None
+        #: WebSub subscriptions; only with an explicit CURATION_PUBLIC_URL (hubs must reach the callbacks)
+        self.websub: WebSubManager | None = None
         self.config = Config(path=settings.sources, events=(), sources={})
         self.demo_config: Config | None = None
         self.ready = False
@@ -67,6 +70,17 @@ class Fil:
             self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
         self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
         await self.collection.load()
+        if self.settings.public_url:
+            # the default base URL (http://HOST:PORT, often 127.0.0.1) is no address a hub could call back
+            self.websub = WebSubManager(
+                self.collection,
+                self.fetcher,
+                public_url=self.settings.public_url,
+                lease=self.settings.websub_lease,
+                safety_interval=self.settings.websub_safety_interval,
+                executor=self._executor,
+            )
+            self.collection.websub = self.websub
         if self.settings.demo:
             await self._start_demo()
         await self._apply(config)
@@ -83,6 +97,8 @@ class Fil:
                 await self._watch_task
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self.websub is not None:
+            await self.websub.stop()
         if self.collection is not None:
             await self.collection.stop()
         if self._demo is not None:

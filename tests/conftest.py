@@ -129,7 +129,8 @@ async def start_fil(sources_path: Path, data: Path, **settings: object) -> Runni
             task.result()
         await asyncio.sleep(0.02)
     assert server.started, "Fil did not start"
-    return RunningFil(base=f"http://127.0.0.1:{port}", fil=app.state.fil, server=server, task=task)
+    # settings may name the port (a test that must know its public URL before starting passes port=)
+    return RunningFil(base=f"http://127.0.0.1:{settings_.port}", fil=app.state.fil, server=server, task=task)
 
 
 @pytest.fixture

@@ -109,3 +109,38 @@ async def test_inspect_urls_obey_the_private_address_rule(upstream: FakeUpstream
     allowed = await arun("inspect", url, env={"CURATION_ALLOW_PRIVATE_HOSTS": "1"})
     (line,) = [json.loads(x) for x in allowed.splitlines()]
     assert line["title"] == "One" and line["url"] == "https://x.example/1"
+
+
+def test_inspect_reads_every_upstream_kind(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    push = tmp_path / "push.json"
+    push.write_text(
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "id": "w1",
+                        "url": "https://wire.example/1",
+                        "text": "Flash",
+                        "published_at": "2027-07-12T12:00:00Z",
+                    }
+                ]
+            }
+        )
+    )
+    cases = {
+        "mastodon": fixtures / "mastodon" / "account_statuses_limit5.json",
+        "bluesky": fixtures / "bluesky" / "getPostThread_recordWithMedia.json",
+        "jetstream": fixtures / "bluesky" / "jetstream_v1_posts.jsonl",
+        "push": push,
+    }
+    for kind, path in cases.items():
+        result = run("inspect", "--kind", kind, str(path))
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert lines and all("error" not in line and line.get("key") for line in lines), (kind, lines[:1])
+    statuses = json.loads(cases["mastodon"].read_text())
+    assert len(
+        [json.loads(x) for x in run("inspect", "--kind", "mastodon", str(cases["mastodon"])).stdout.splitlines()]
+    ) == len(statuses)
+    wrong = run("inspect", "--kind", "mastodon", str(cases["jetstream"]))
+    assert "error" in json.loads(wrong.stdout.splitlines()[0])

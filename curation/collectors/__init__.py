@@ -86,10 +86,14 @@ REGISTRY: dict[str, CollectorFactory] = {}
 
 
 def _register_builtin() -> None:
+    from curation.collectors.bluesky import BlueskyCollector
     from curation.collectors.feed import FeedCollector
+    from curation.collectors.mastodon import MastodonCollector
     from curation.collectors.push import PushCollector
 
+    REGISTRY["bluesky"] = BlueskyCollector
     REGISTRY["feed"] = FeedCollector
+    REGISTRY["mastodon"] = MastodonCollector
     REGISTRY["push"] = PushCollector
 
 

@@ -8,6 +8,7 @@ import time
 
 from curation.collectors import CollectorContext, PollResult
 from curation.collectors.feed_parser import parse_document
+from curation.collectors.websub import discover
 from curation.models import Source, SourceStatus
 
 #: validators can pin a feed forever (a broken ETag); refetch without them this often
@@ -42,9 +43,13 @@ class FeedCollector:
             source_id=source.id,
         )
         parsed = await asyncio.get_running_loop().run_in_executor(self.context.executor, parse)
+        # WebSub (issue 3): the response's Link rel=hub/self headers win over the document's own links
+        hubs, self_url = discover(response.headers, parsed.hubs, parsed.self_url, response.url)
         return PollResult(
             entries=parsed.entries,
             etag=response.etag,
             last_modified=response.last_modified,
             moved_to=response.permanent_url,
+            hubs=hubs,
+            self_url=self_url,
         )

@@ -47,6 +47,7 @@ ACCEPT_ENCODING = "gzip, deflate, br" if _HAS_BROTLI else "gzip, deflate"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _CHUNK = 64 * 1024
+_ERROR_BODY = 4096
 # a host whose last label is a number is an IPv4 literal in some legacy form (2130706433, 0x7f.1, 0177.0.0.1)
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 
@@ -395,6 +396,9 @@ class Fetcher:
                     if status in _REDIRECTS:
                         hops.append(status)
                         return _redirect_target(resp, url)
+                    if 400 <= status < 500 and status not in (410, 429):
+                        # a client error says why in its body (an API's error code); keep its start for the caller
+                        _raise_for_status(resp, str(url), await _error_body(resp))
                     _raise_for_status(resp, str(url))
                     permanent = str(url) if hops and all(h in _PERMANENT for h in hops) else None
                     resp_etag = resp.headers.get("ETag")
@@ -512,7 +516,17 @@ def _redirect_target(resp: aiohttp.ClientResponse, url: URL) -> URL:
     return target.with_fragment(None)
 
 
-def _raise_for_status(resp: aiohttp.ClientResponse, url: str) -> None:
+async def _error_body(resp: aiohttp.ClientResponse) -> bytes:
+    body = bytearray()
+    while len(body) < _ERROR_BODY:
+        chunk = await resp.content.read(_ERROR_BODY - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _raise_for_status(resp: aiohttp.ClientResponse, url: str, body: bytes = b"") -> None:
     status = resp.status
     if status < 300 or status == 304:
         return
@@ -522,7 +536,7 @@ def _raise_for_status(resp: aiohttp.ClientResponse, url: str) -> None:
     if status in (429, 503):
         retry_after = parse_retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"), datetime.now(UTC))
         raise RetryLaterError(message, url=url, status=status, retry_after=retry_after)
-    raise FetchError(message, url=url, status=status)
+    raise FetchError(message, url=url, status=status, body=body)
 
 
 def _phrase(status: int) -> str:

@@ -11,12 +11,16 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult, StreamingCollector
 from curation.collectors.policy import next_delay
 from curation.errors import GoneError, RetryLaterError, SourceError
 from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus, rfc3339
 from curation.store import Store
+
+if TYPE_CHECKING:
+    from curation.collectors.websub import WebSubManager
 
 log = logging.getLogger("curation.collectors")
 
@@ -60,6 +64,8 @@ class SourceRunner:
         self._lock = asyncio.Lock()
         #: seconds to wait before reopening a dropped stream, doubled per failure (tests shorten it)
         self.stream_retry = 1.0
+        #: WebSub (issue 3): set by Collection when CURATION_PUBLIC_URL is configured
+        self.websub: WebSubManager | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"source:{self.source.id}")
@@ -134,7 +140,7 @@ class SourceRunner:
         try:
             result = await self.collector.poll(self.source, status)
             async with self._lock:
-                await self._store(result)
+                new_keys = await self._store(result)
         except GoneError as e:
             self._failed(e, now)
             status.state = SourceState.GONE
@@ -156,8 +162,15 @@ class SourceRunner:
             status.state = SourceState.OK
             status.error_count = 0
             status.last_success_at = now
+            if self.websub is not None:
+                # WebSub: subscribe to an advertised hub; new entries push never delivered mark it unhealthy
+                self.websub.after_poll(self.source, status, result, new_keys, now)
+        # WebSub: while push is healthy, polling is only the slow safety net
+        interval = self.source.interval
+        if self.websub is not None:
+            interval = self.websub.poll_interval(interval, status)
         delay = next_delay(
-            self.source.interval,
+            interval,
             error_count=status.error_count,
             retry_after=retry_after,
             retry_later=retry_later,
@@ -175,7 +188,8 @@ class SourceRunner:
         status.state = SourceState.ERROR if status.error_count == 1 else SourceState.BACKING_OFF
         log.warning("%s: %s (failure %d)", self.source.id, status.last_error, status.error_count)
 
-    async def _store(self, result: PollResult) -> None:
+    async def _store(self, result: PollResult) -> set[str]:
+        """Store one result; returns the keys of entries that became new items (for WebSub's missed check)."""
         status = self.status
         # validators are kept independently: a 304 may refresh one and not the other
         status.etag = result.etag or status.etag
@@ -184,17 +198,20 @@ class SourceRunner:
             log.info("%s: moved permanently to %s", self.source.id, result.moved_to)
             status.moved_to = result.moved_to
         if result.not_modified:
-            return
+            return set()
         entries, ignore = list(result.entries), list[str]()
         if not status.imported:
             entries, ignore = backfill(entries, self.source.backfill)
+        new_keys: set[str] = set()
         for event in self.events(self.source.id):
             changes = await self.store.ingest(event, self.source, entries, ignore=ignore, deleted=result.deleted)
             status.items_seen += sum(1 for c in changes if c.item is not None and c.item.version == 1)
+            new_keys.update(c.item.key for c in changes if c.item is not None and c.item.version == 1)
         # stored first: a crash before this line re-reads from the old cursor, and ingest is idempotent
         if result.cursor is not None:
             status.cursor = result.cursor
         status.imported = True
+        return new_keys
 
     async def _save(self) -> None:
         try:
@@ -214,6 +231,8 @@ class Collection:
         self.statuses: dict[str, SourceStatus] = {}
         self.config: Config | None = None
         self._collectors: dict[str, Collector] = {}
+        #: WebSub subscriptions (curation/collectors/websub.py); None unless CURATION_PUBLIC_URL is set
+        self.websub: WebSubManager | None = None
 
     def _collector(self, kind: str) -> Collector | None:
         if kind not in self._collectors:
@@ -241,6 +260,10 @@ class Collection:
             if sid not in wanted or wanted[sid] != runner.source:
                 await runner.stop()
                 del self.runners[sid]
+                if self.websub is not None:
+                    # WebSub: removed, disabled or repointed sources leave their hub; a mere edit keeps it
+                    gone = sid not in wanted or wanted[sid].url != runner.source.url
+                    await self.websub.detach(sid, unsubscribe=gone)
         for sid, source in config.sources.items():
             status = self._status(source, edited=old is not None and old.sources.get(sid) != source)
             if sid not in wanted:
@@ -256,11 +279,14 @@ class Collection:
             if status.state is SourceState.DISABLED:
                 status.state = SourceState.PENDING
             runner = SourceRunner(source, collector, self.store, status, self.events_of, clock=self.clock)
+            runner.websub = self.websub
             self.runners[sid] = runner
             if getattr(collector, "passive", False):
                 status.imported = True  # every pushed item is live: no backfill trimming
             else:
                 runner.start()
+                if self.websub is not None:
+                    self.websub.attach(source, status)
 
     def _status(self, source: Source, *, edited: bool) -> SourceStatus:
         status = self.statuses.get(source.id)

@@ -13,7 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from curation.config import Settings
 from curation.service import Fil
-from curation.web import api, ingest, live, pages
+from curation.web import api, ingest, live, pages, websub
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         WebSocketRoute("/api/events/{slug}/live", live.live),
         Route("/api/sources", api.sources),
         Route("/api/ingest/{source_id}", ingest.ingest, methods=["POST"]),
+        Route("/websub/{source_id}", websub.verify, methods=["GET"]),
+        Route("/websub/{source_id}", websub.deliver, methods=["POST"]),
         Route("/healthz", api.healthz),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
