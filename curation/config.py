@@ -102,6 +102,8 @@ class Settings:
     ping_interval: float = 20.0
     reload_interval: float = 2.0
     log_level: str = "info"
+    #: seconds between the demo's releases (not an environment setting: tests shorten it)
+    demo_release_every: float = 6.0
     websub_lease: float = 86400.0
     websub_safety_interval: float = 900.0
 

@@ -112,7 +112,7 @@ class Fil:
     async def _start_demo(self) -> None:
         from curation.demo import DemoUpstream
 
-        demo = DemoUpstream()
+        demo = DemoUpstream(release_every=self.settings.demo_release_every)
         await demo.start()
         self._demo = demo
         self.fetcher.trusted_origins.add(demo.origin)

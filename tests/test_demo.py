@@ -1049,7 +1049,8 @@ async def _poll(collector: Any, source: Source, status: SourceStatus) -> Any:
 
 @pytest.mark.asyncio
 async def test_the_mastodon_collector_reads_the_reporters_edits_and_deletes(demo: Demo) -> None:
-    mastodon = pytest.importorskip("curation.collectors.mastodon")
+    from curation.collectors import mastodon
+
     async with Fetcher(trusted_origins={demo.upstream.origin}) as fetcher:
         collector = mastodon.MastodonCollector(CollectorContext(fetcher))
         ruairi, maelle = demo.sources["demo-ruairi"], demo.sources["demo-maelle"]
@@ -1079,7 +1080,8 @@ async def test_the_mastodon_collector_reads_the_reporters_edits_and_deletes(demo
 
 @pytest.mark.asyncio
 async def test_the_bluesky_collector_reads_the_riders_from_the_appview(demo: Demo) -> None:
-    bluesky = pytest.importorskip("curation.collectors.bluesky")
+    from curation.collectors import bluesky
+
     async with Fetcher(trusted_origins={demo.upstream.origin}) as fetcher:
         collector = bluesky.BlueskyCollector(CollectorContext(fetcher))
         kasper = demo.sources["demo-kasper"]
@@ -1099,7 +1101,8 @@ async def test_the_bluesky_collector_reads_the_riders_from_the_appview(demo: Dem
 @pytest.mark.asyncio
 async def test_the_bluesky_collector_streams_posts_and_deletes_from_the_demo_jetstream() -> None:
     """Real clocks, fast releases: Jetstream's cursors are wall-clock microseconds."""
-    bluesky = pytest.importorskip("curation.collectors.bluesky")
+    from curation.collectors import bluesky
+
     upstream = DemoUpstream(release_every=0.1, stream_poll=0.02)
     await upstream.start()
     _, sources = upstream.config()
