@@ -60,6 +60,8 @@ class SourceRunner:
         self.task: asyncio.Task[None] | None = None
         self.stream_task: asyncio.Task[None] | None = None
         self.wakeup = asyncio.Event()
+        # a poll asked for while another was under way must still happen (it sets next_poll_at after)
+        self._poll_requested = False
         # polls and stream deliveries of one source are stored one at a time, in order
         self._lock = asyncio.Lock()
         #: seconds to wait before reopening a dropped stream, doubled per failure (tests shorten it)
@@ -84,6 +86,7 @@ class SourceRunner:
         self.task = self.stream_task = None
 
     def poll_now(self) -> None:
+        self._poll_requested = True
         self.status.next_poll_at = None
         self.wakeup.set()
 
@@ -122,7 +125,7 @@ class SourceRunner:
             wait = 0.0
             if self.status.next_poll_at is not None:
                 wait = max(0.0, (self.status.next_poll_at - self.clock()).total_seconds())
-            if wait:
+            if wait and not self._poll_requested:
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), wait)
@@ -134,6 +137,7 @@ class SourceRunner:
         """One poll; never raises (but for cancellation)."""
         status = self.status
         now = self.clock()
+        self._poll_requested = False
         status.last_poll_at = now
         retry_after: float | None = None
         retry_later = False
