@@ -1,4 +1,4 @@
-"""Shared fixtures: sample data, a store per backend, and a real Fil server on 127.0.0.1."""
+"""Shared fixtures and helpers: sample data, a store per backend, a real Fil server on 127.0.0.1, an HTML tag reader."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,3 +143,22 @@ def sources_file(tmp_path: Path) -> Iterator[Path]:
 
 def recent(seconds: float = 0) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+class _StartTags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {name: value or "" for name, value in attrs}))
+
+    handle_startendtag = handle_starttag
+
+
+def start_tags(html: str) -> list[tuple[str, dict[str, str]]]:
+    """Every start tag in `html` with its attributes, as a browser-like parser sees them (sanitizer checks)."""
+    parser = _StartTags()
+    parser.feed(html)
+    parser.close()
+    return parser.tags

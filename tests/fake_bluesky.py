@@ -22,10 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bluesky"
 JSON = "application/json; charset=utf-8"
@@ -140,9 +141,9 @@ class Socket:
         return True
 
 
-class FakeBluesky:
+class FakeBluesky(LoopbackServer):
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.requests: list[RecordedRequest] = []
         self.accounts: dict[str, Account] = {}
         self.posts: dict[str, dict[str, Any]] = {}
@@ -159,40 +160,31 @@ class FakeBluesky:
         self.log: list[tuple[int, str]] = []
         self.sockets: list[Socket] = []
         self._serial = itertools.count(1)
+        # posts made in a row get strictly later times, as on the real AppView (ties would reorder searches)
+        self._last_indexed = datetime.min.replace(tzinfo=UTC)
         self._clock = itertools.count(1)
-        self._runner: web.AppRunner | None = None
         self._senders: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/subscribe", self._subscribe)
         app.router.add_route("*", "/xrpc/{method}", self._xrpc)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
+        return app
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def on_close(self) -> None:
         await self.drop_and_wait()
         for task in list(self._senders):
             task.cancel()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
     @property
     def jetstream_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/subscribe"
+        return f"ws://{self.origin}/subscribe"
 
     # -- accounts and posts ----------------------------------------------------------------------------
 
@@ -233,7 +225,10 @@ class FakeBluesky:
         view = template_post()
         serial = next(self._serial)
         rkey = rkey or f"3kfake{serial:07d}"
-        indexed = indexed_at or datetime.now(UTC)
+        if indexed_at is None:
+            indexed_at = max(datetime.now(UTC), self._last_indexed + timedelta(milliseconds=1))
+            self._last_indexed = indexed_at
+        indexed = indexed_at
         view["uri"] = f"at://{account.did}/{POST}/{rkey}"
         view["cid"] = f"bafyreifake{serial:010d}"
         view["author"] = {**view["author"], **account.profile()}

@@ -24,12 +24,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest_asyncio
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from tests.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mastodon"
 JSON = "application/json; charset=utf-8"
@@ -131,10 +132,9 @@ class StreamClient:
                 return
 
 
-class FakeMastodon:
+class FakeMastodon(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.token: str | None = TOKEN
         self.app_token: str | None = APP_TOKEN
         self.accounts: dict[str, dict[str, Any]] = {}
@@ -162,12 +162,11 @@ class FakeMastodon:
         self.subscriptions_made = 0
         self._last_id = 0
         self._subscribed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
         self._load_fixtures()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v1/accounts/lookup", self._lookup)
         app.router.add_get("/api/v1/accounts/{id}/statuses", self._account_statuses)
@@ -176,34 +175,14 @@ class FakeMastodon:
         app.router.add_get("/api/v2/instance", self._instance)
         app.router.add_get("/api/v1/streaming/health", self._health)
         app.router.add_get("/api/v1/streaming", self._streaming)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        return app
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         await self.drop_streams()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def netloc(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.origin
 
     # -- content ---------------------------------------------------------------------------------------
 

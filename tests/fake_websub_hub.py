@@ -21,13 +21,13 @@ import hmac
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 import pytest_asyncio
 from aiohttp import web
 from yarl import URL
+
+from tests.loopback import LoopbackServer
 
 ATOM = "application/atom+xml; charset=utf-8"
 DEFAULT_LEASE = 864000  # what a hub grants when asked for nothing (Google's hub: 10 days)
@@ -84,7 +84,7 @@ class Delivery:
 
 
 @dataclass
-class FakeHub:
+class FakeHub(LoopbackServer):
     """An aiohttp server on `host` and a free port; its hub endpoint is `url`."""
 
     host: str = "127.0.0.1"
@@ -107,37 +107,25 @@ class FakeHub:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/hub", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        return app
+
+    async def start(self) -> None:
+        await super().start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hub"
+        return f"{self.base_url}/hub"
 
     # -- what happened -----------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from curation.collectors.runner import SourceRunner
 from curation.errors import RetryLaterError, SourceError, StoreError
 from curation.models import Author, Card, Entry, ItemKind, Media, Moderation, Role, Source, SourceKind, SourceStatus
 from curation.store import Store
-from tests.conftest import make_event, make_source, start_fil
+from tests.conftest import make_event, make_source, start_fil, start_tags
 from tests.fake_mastodon import APP_TOKEN, TOKEN, FakeMastodon, fixture_json, mastodon  # noqa: F401
 
 ENV = "FIL_TEST_MASTODON_TOKEN"
@@ -77,6 +76,16 @@ async def poll(collector: MastodonCollector, source: Source, status: SourceStatu
     return result
 
 
+async def primed(
+    collector: MastodonCollector, fake: FakeMastodon, source_id: str = "reporter", **options: Any
+) -> tuple[Source, SourceStatus]:
+    """A source whose first poll (its backfill) has run: the next poll sees only what changed since."""
+    source = mastodon_source(fake, source_id, **options)
+    status = new_status(source)
+    await poll(collector, source, status)
+    return source, status
+
+
 def texts(entries: list[Entry]) -> list[str | None]:
     return [e.text for e in entries]
 
@@ -98,24 +107,6 @@ async def fetcher() -> AsyncIterator[Fetcher]:
 @pytest.fixture
 def collector(fetcher: Fetcher) -> MastodonCollector:
     return MastodonCollector(CollectorContext(fetcher))
-
-
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, {name: value or "" for name, value in attrs}))
-
-    handle_startendtag = handle_starttag
-
-
-def tags_of(html: str) -> list[tuple[str, dict[str, str]]]:
-    parser = _Tags()
-    parser.feed(html)
-    parser.close()
-    return parser.tags
 
 
 # -- real statuses to Entries ---------------------------------------------------------------------------------
@@ -290,7 +281,7 @@ def test_hostile_statuses_come_out_inert() -> None:
     }
     entry = status_entry(data, "localhost:3000")
     assert entry.html is not None
-    for tag, attributes in tags_of(entry.html):
+    for tag, attributes in start_tags(entry.html):
         assert tag not in ("script", "iframe")
         assert not [name for name in attributes if name.startswith("on")], (tag, attributes)
         for name in ("href", "src"):
@@ -404,9 +395,7 @@ async def test_more_than_a_page_between_polls_arrives_whole_and_once(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     posted = mastodon.post_many("mastodonpy_test", 95)
     result = await poll(collector, source, status)
     assert [e.key for e in result.entries] == [s.uri for s in posted]  # oldest first, none twice
@@ -423,9 +412,7 @@ async def test_a_backlog_longer_than_one_poll_goes_on_at_the_next_without_a_gap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(mastodon_module, "MAX_PAGES", 2)
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     posted = mastodon.post_many("mastodonpy_test", 200)
     keys: list[str] = []
     for _ in range(4):
@@ -439,9 +426,7 @@ async def test_boosts_are_credited_or_skipped(mastodon: FakeMastodon, collector:
     mastodon.account("rider", display_name="Rider :bike:")
     original = mastodon.post("rider", "<p>Breakaway!</p>")
     for boosts in (True, False):
-        source = mastodon_source(mastodon, f"boosts-{boosts}", boosts=boosts)
-        status = new_status(source)
-        await poll(collector, source, status)
+        source, status = await primed(collector, mastodon, f"boosts-{boosts}", boosts=boosts)
         boost = mastodon.post("mastodonpy_test", boost_of=original)
         result = await poll(collector, source, status)
         assert mastodon.requests[-1].query["exclude_reblogs"] == ("false" if boosts else "true")
@@ -465,9 +450,7 @@ async def test_replies_to_others_are_skipped_unless_asked(
     mastodon.account("fan")
     question = mastodon.post("fan", "<p>Who wins?</p>")
     for replies in (False, True):
-        source = mastodon_source(mastodon, f"replies-{replies}", replies=replies)
-        status = new_status(source)
-        await poll(collector, source, status)
+        source, status = await primed(collector, mastodon, f"replies-{replies}", replies=replies)
         start = mastodon.post("mastodonpy_test", f"<p>Thread 1 ({replies})</p>")
         mastodon.post("mastodonpy_test", f"<p>Answer ({replies})</p>", reply_to=question)
         mastodon.post("mastodonpy_test", f"<p>Thread 2 ({replies})</p>", reply_to=start)
@@ -475,9 +458,7 @@ async def test_replies_to_others_are_skipped_unless_asked(
         expected = ["Thread 1", "Answer", "Thread 2"] if replies else ["Thread 1", "Thread 2"]
         assert texts(result.entries) == [f"{t} ({replies})" for t in expected]
     # a hashtag timeline cannot exclude replies: they are dropped here
-    source = mastodon_source(mastodon, "tag", hashtag="tdf")
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon, "tag", hashtag="tdf")
     mastodon.account("other-fan")
     mastodon.post("other-fan", "<p>#tdf go!</p>", tags=["tdf"], reply_to=question)
     mastodon.post("fan", "<p>#tdf stage 1</p>", tags=["tdf"])
@@ -489,9 +470,7 @@ async def test_an_edit_is_found_by_edited_at_and_keeps_the_key(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     post = mastodon.post("mastodonpy_test", "<p>Crash at km 12</p>")
     (first,) = (await poll(collector, source, status)).entries
     mastodon.edit(post, "<p>Crash at km 14</p>")
@@ -507,9 +486,7 @@ async def test_a_delete_is_confirmed_by_a_404_and_removed(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     post = mastodon.post("mastodonpy_test", "<p>Wrong result</p>")
     await poll(collector, source, status)
     mastodon.delete(post)
@@ -614,9 +591,7 @@ async def test_remaining_zero_stops_paging_and_waits_for_the_reset(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     posted = mastodon.post_many("mastodonpy_test", 100)
     mastodon.reset_at = datetime.now(UTC) + timedelta(seconds=120)
     mastodon.remaining = 2  # the newest page, one page up from the cursor, and then none
@@ -656,9 +631,7 @@ async def test_a_malformed_status_in_a_page_is_skipped(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon)
     mastodon.post("mastodonpy_test", "<p>Broken</p>", uri=12345)
     mastodon.post("mastodonpy_test", "<p>Fine</p>")
     assert texts((await poll(collector, source, status)).entries) == ["Fine"]
@@ -669,9 +642,7 @@ async def test_a_source_pointed_elsewhere_starts_afresh(
     mastodon: FakeMastodon,  # noqa: F811
     collector: MastodonCollector,
 ) -> None:
-    source = mastodon_source(mastodon)
-    status = new_status(source)
-    await poll(collector, source, status)
+    _, status = await primed(collector, mastodon)
     mastodon.account("rider")
     mastodon.post_many("rider", 3, prefix="Rider")
     moved = mastodon_source(mastodon, account="rider", backfill=2)
@@ -796,9 +767,7 @@ async def test_a_status_missed_between_a_poll_and_the_stream_is_found_by_the_nex
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(ENV, TOKEN)
-    source = mastodon_source(mastodon, token_env=ENV, backfill=2)
-    status = new_status(source)
-    await poll(collector, source, status)
+    source, status = await primed(collector, mastodon, token_env=ENV, backfill=2)
     delivered: list[PollResult] = []
 
     async def deliver(result: PollResult) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
@@ -11,28 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curation.sanitize import escape_text, html_to_text, plain_text, safe_url, sanitize_html
+from tests.conftest import start_tags
 
 BASE = "https://news.example/sport/stage-1/report.html"
-
-
-class _Collector(HTMLParser):
-    """Every start tag with its attributes, as a browser-like parser sees the sanitizer's output."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, {name: value or "" for name, value in attrs}))
-
-    handle_startendtag = handle_starttag
-
-
-def _tags(html: str) -> list[tuple[str, dict[str, str]]]:
-    collector = _Collector()
-    collector.feed(html)
-    collector.close()
-    return collector.tags
 
 
 FORBIDDEN_TAGS = {"script", "style", "iframe", "object", "embed", "form", "input", "button", "svg", "math"}
@@ -43,7 +23,7 @@ URL_ATTRIBUTES = {"href", "src", "cite", "action", "formaction", "xlink:href", "
 def assert_safe(html: str) -> None:
     """What no sanitized output may ever hold, checked on parsed tags (text may say anything)."""
     assert "<script" not in html.lower()
-    for tag, attrs in _tags(html):
+    for tag, attrs in start_tags(html):
         assert tag not in FORBIDDEN_TAGS, (tag, html)
         for name, value in attrs.items():
             assert not name.startswith("on"), (tag, name, html)
@@ -214,7 +194,7 @@ TAG_LIKE = re.compile(r"<[a-zA-Z/!?]")
 @given(st.text(PRINTABLE))
 def test_property_escape_text_never_makes_markup(text: str) -> None:
     html = escape_text(text)
-    assert {tag for tag, _ in _tags(html)} <= {"p", "br"}
+    assert {tag for tag, _ in start_tags(html)} <= {"p", "br"}
     if not TAG_LIKE.search(text):
         assert html_to_text(html) == " ".join(text.split())
 
@@ -224,7 +204,7 @@ def test_property_escape_text_never_makes_markup(text: str) -> None:
 def test_property_plain_text_fields_never_hold_a_tag(text: str) -> None:
     for result in (html_to_text(text), plain_text(text), html_to_text(escape_text(text))):
         assert not TAG_LIKE.search(result), result
-        assert _tags(result) == []
+        assert start_tags(result) == []
 
 
 # --- escape_text, html_to_text --------------------------------------------------------------------

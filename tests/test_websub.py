@@ -6,11 +6,12 @@ Also the pure pieces (Link headers, signatures, the missed-entry rule) and the f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,16 @@ async def start_public(tmp_path: Path, port: int | None = None, **settings: Any)
     )
 
 
+@contextlib.asynccontextmanager
+async def serving(starting: Awaitable[RunningFil]) -> AsyncIterator[RunningFil]:
+    """The Fil that `starting` starts, stopped when the block ends (whatever it raised)."""
+    fil = await starting
+    try:
+        yield fil
+    finally:
+        await fil.stop()
+
+
 async def get_json(url: str) -> Any:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200, await response.text()
@@ -120,6 +131,15 @@ async def wait_state(fil: RunningFil, state: str, source_id: str = "desk") -> di
 async def titles(fil: RunningFil) -> list[str]:
     page = await get_json(f"{fil.base}/api/events/{SLUG}/items")
     return [i["title"] for i in page["items"]]
+
+
+async def wait_for_title(fil: RunningFil, title: str, what: str) -> None:
+    """Until an item titled `title` is on the event's timeline."""
+
+    async def shown() -> bool:
+        return title in await titles(fil)
+
+    await wait_for(shown, what)
 
 
 async def http(method: str, url: str, **kwargs: Any) -> tuple[int, str, str]:
@@ -234,19 +254,13 @@ async def test_a_hub_that_verifies_before_answering_and_link_headers_win(
         headers={"Link": f'<{hub.url}>; rel="hub", <{topic}>; rel="self"'},
     )
     write_sources(tmp_path / "sources.yaml", ("desk", topic))
-    fil = await start_public(tmp_path)
-    try:
+    async with serving(start_public(tmp_path)) as fil:
         details = await wait_state(fil, "active")
         assert details["topic"] == topic and hub.requests[0].topic == topic
         await hub_holds(hub, topic)
         assert await hub.publish(topic, youtube_notification("pUsH0000002", "Sprintwertung")) == [202]
 
-        async def arrived() -> bool:
-            return "Sprintwertung" in await titles(fil)
-
-        await wait_for(arrived, "the pushed entry")
-    finally:
-        await fil.stop()
+        await wait_for_title(fil, "Sprintwertung", "the pushed entry")
 
 
 async def test_verification_is_answered_only_for_a_request_of_ours(subscribed: Subscribed) -> None:
@@ -305,10 +319,7 @@ async def test_bad_and_unsigned_deliveries_are_answered_but_dropped(subscribed: 
     genuine = youtube_notification("pUsH0000003", "Bergwertung")
     assert await fake_hub.publish(TOPIC, genuine, algorithm="sha512") == [202]
 
-    async def arrived() -> bool:
-        return "Bergwertung" in await titles(fil)
-
-    await wait_for(arrived, "the genuine delivery")
+    await wait_for_title(fil, "Bergwertung", "the genuine delivery")
     shown = await titles(fil)
     assert "Forged by a stranger" not in shown and "Unsigned" not in shown
     details = await websub(fil)
@@ -321,20 +332,14 @@ async def test_an_oversize_delivery_is_refused_with_413(
     upstream: FakeUpstream,  # noqa: F811
     hub: FakeHub,  # noqa: F811
 ) -> None:
-    fil = await subscribe_youtube(tmp_path, upstream, hub, max_body=64 * 1024)
-    try:
+    async with serving(subscribe_youtube(tmp_path, upstream, hub, max_body=64 * 1024)) as fil:
         padding = "x" * (80 * 1024)
         huge = youtube_notification("hUgE0000001", f"Huge {padding}")
         assert await hub.publish(TOPIC, huge) == [413]
         assert await hub.publish(TOPIC, youtube_notification("sMaLl000001", "Small")) == [202]
 
-        async def arrived() -> bool:
-            return "Small" in await titles(fil)
-
-        await wait_for(arrived, "the small delivery")
+        await wait_for_title(fil, "Small", "the small delivery")
         assert not any(t.startswith("Huge") for t in await titles(fil))
-    finally:
-        await fil.stop()
 
 
 async def test_the_lease_is_renewed_before_it_ends(
@@ -342,8 +347,7 @@ async def test_the_lease_is_renewed_before_it_ends(
     upstream: FakeUpstream,  # noqa: F811
 ) -> None:
     async with FakeHub(lease_seconds=3) as short_hub:
-        fil = await subscribe_youtube(tmp_path, upstream, short_hub)
-        try:
+        async with serving(subscribe_youtube(tmp_path, upstream, short_hub)) as fil:
             first = await websub(fil)
 
             async def renewed() -> bool:
@@ -357,8 +361,6 @@ async def test_the_lease_is_renewed_before_it_ends(
             assert short_hub.subscription(TOPIC) is not None
             details = await wait_state(fil, "active")
             assert details["lease_expires"] > first["lease_expires"]
-        finally:
-            await fil.stop()
 
 
 async def test_removing_a_source_unsubscribes_it(
@@ -367,8 +369,7 @@ async def test_removing_a_source_unsubscribes_it(
     hub: FakeHub,  # noqa: F811
 ) -> None:
     upstream.add("/wire.rss", rss_document([{"title": "Wire 1", "guid": "w1", "link": "https://wire.example/1"}]))
-    fil = await subscribe_youtube(tmp_path, upstream, hub)
-    try:
+    async with serving(subscribe_youtube(tmp_path, upstream, hub)) as fil:
         write_sources(tmp_path / "sources.yaml", ("wire", upstream.url("/wire.rss")))
 
         async def unsubscribed() -> bool:
@@ -381,8 +382,6 @@ async def test_removing_a_source_unsubscribes_it(
         # a late delivery is told there is no such subscription any more
         status, _, _ = await http("POST", f"{fil.base}/websub/desk", data=b"<feed/>", headers={"Content-Type": ATOM})
         assert status == 410
-    finally:
-        await fil.stop()
 
 
 def json_feed(hub_url: str, feed_url: str, items: list[dict[str, str]]) -> bytes:
@@ -415,8 +414,7 @@ async def test_a_safety_net_poll_finding_a_missed_entry_marks_push_unhealthy(
     earlier = datetime.now(UTC) - timedelta(minutes=5)
     route = upstream.add("/feed.json", json_feed(hub.url, feed_url, [story(1, earlier)]), content_type=JSON_FEED)
     write_sources(tmp_path / "sources.yaml", ("desk", feed_url))
-    fil = await start_public(tmp_path, websub_safety_interval=1.5)
-    try:
+    async with serving(start_public(tmp_path, websub_safety_interval=1.5)) as fil:
         assert fil.fil.websub is not None
         fil.fil.websub.missed_grace = 0.0  # the test's entry is published a moment before the poll
         active = await wait_state(fil, "active")
@@ -434,8 +432,6 @@ async def test_a_safety_net_poll_finding_a_missed_entry_marks_push_unhealthy(
         assert "https://news.example/story-2" in details["reason"] and details["unhealthy_since"]
         assert "Story 2" in await titles(fil)
         assert poll_gap(await source_status(fil)) < 1.0, "back to the source's own interval"
-    finally:
-        await fil.stop()
 
 
 @pytest.mark.parametrize("trouble", ["refused", "never verified"])
@@ -447,8 +443,7 @@ async def test_a_failed_subscription_is_shown_and_retried(
 ) -> None:
     route = upstream.add("/videos.xml", fixture("youtube_channel_tagesschau.xml"), content_type=ATOM)
     write_sources(tmp_path / "sources.yaml", ("desk", upstream.url("/videos.xml")))
-    fil = await start_public(tmp_path)
-    try:
+    async with serving(start_public(tmp_path)) as fil:
         assert fil.fil.websub is not None
         fil.fil.websub.verify_timeout = fil.fil.websub.retry_failed = 0.3
         if trouble == "refused":
@@ -463,8 +458,6 @@ async def test_a_failed_subscription_is_shown_and_retried(
         hub.answer_status, hub.verify = 202, True
         await wait_state(fil, "active")
         assert len(hub.requests_of("subscribe")) >= 2
-    finally:
-        await fil.stop()
 
 
 async def test_a_plain_http_hub_is_not_subscribed(
@@ -478,14 +471,11 @@ async def test_a_plain_http_hub_is_not_subscribed(
         headers={"Link": f'<http://hub.example/>; rel="hub", <{feed}>; rel="self"'},
     )
     write_sources(tmp_path / "sources.yaml", ("desk", feed))
-    fil = await start_public(tmp_path)
-    try:
+    async with serving(start_public(tmp_path)) as fil:
         details = await wait_state(fil, "failed")
         assert "plain HTTP" in details["reason"] and details["hub"] == "http://hub.example/"
         status = await source_status(fil)
         assert status["state"] == "ok" and poll_gap(status) < 60
-    finally:
-        await fil.stop()
 
 
 async def test_without_a_public_url_nothing_is_subscribed(
@@ -496,8 +486,7 @@ async def test_without_a_public_url_nothing_is_subscribed(
     upstream.add("/videos.xml", fixture("youtube_channel_tagesschau.xml"), content_type=ATOM)
     upstream.route("/videos.xml").headers["Link"] = f'<{hub.url}>; rel="hub"'
     write_sources(tmp_path / "sources.yaml", ("desk", upstream.url("/videos.xml")))
-    fil = await start_fil(tmp_path / "sources.yaml", tmp_path / "data")
-    try:
+    async with serving(start_fil(tmp_path / "sources.yaml", tmp_path / "data")) as fil:
 
         async def polled_twice() -> bool:
             return upstream.hits("/videos.xml") >= 2
@@ -507,8 +496,6 @@ async def test_without_a_public_url_nothing_is_subscribed(
         params = {"hub.mode": "subscribe", "hub.topic": TOPIC, "hub.challenge": "x"}
         assert (await http("GET", f"{fil.base}/websub/desk", params=params))[0] == 404
         assert (await http("POST", f"{fil.base}/websub/desk", data=b"<feed/>"))[0] == 404
-    finally:
-        await fil.stop()
 
 
 async def test_a_restart_keeps_the_subscription_and_its_secret(
@@ -519,18 +506,12 @@ async def test_a_restart_keeps_the_subscription_and_its_secret(
     fil = await subscribe_youtube(tmp_path, upstream, hub)
     port = int(fil.base.rsplit(":", 1)[1])
     await fil.stop()
-    fil = await start_public(tmp_path, port=port)
-    try:
+    async with serving(start_public(tmp_path, port=port)) as fil:
         assert (await websub(fil))["state"] == "active"
         assert await hub.publish(TOPIC, youtube_notification("pUsH0000004", "Nach dem Neustart")) == [202]
 
-        async def arrived() -> bool:
-            return "Nach dem Neustart" in await titles(fil)
-
-        await wait_for(arrived, "a delivery signed with the secret from before the restart")
+        await wait_for_title(fil, "Nach dem Neustart", "a delivery signed with the secret from before the restart")
         assert len(hub.requests) == 1, "no new subscription: the stored one is still valid"
-    finally:
-        await fil.stop()
 
 
 # --- the feed collector's discovery ---------------------------------------------------------------------

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from xml.sax.saxutils import escape
 
 import brotli  # type: ignore[import-untyped]
 import pytest_asyncio
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 
@@ -83,54 +84,22 @@ class RecordedRequest:
     at: float = 0.0
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     """An aiohttp.web server on 127.0.0.1 (or another loopback address) and a free port."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._routes: dict[str, list[Route]] = {}
-        self._runner: web.AppRunner | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------------
-
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # a short shutdown_timeout: a trickling handler must not hold the test's teardown
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+        return app
 
     # -- addresses -------------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def origin(self) -> str:
-        """The "host:port" key a Fetcher's trusted_origins takes."""
-        return f"{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
