@@ -92,6 +92,13 @@ def item_to_json(item: Item) -> dict[str, Any]:
     }
 
 
+def item_to_editor_json(item: Item) -> dict[str, Any]:
+    """What editors see: the public JSON plus where the item stands (published, queued, hidden...)."""
+    record = item_to_json(item)
+    record["state"] = str(item.state)
+    return record
+
+
 def item_to_record(item: Item) -> dict[str, Any]:
     """Every field, for the store."""
     record = item_to_json(item)

@@ -12,6 +12,7 @@ CurationError
 ├── NotFoundError(CurationError, LookupError)
 │   ├── EventNotFound
 │   └── ItemNotFound
+├── VersionConflict(current, seen)     an editor acted on a stale version: 409 with the current item
 └── StoreError                         wraps sqlite3 / redis errors
 """
 
@@ -126,6 +127,15 @@ class ItemNotFound(NotFoundError):
         self.event = event
         self.item_id = item_id
         super().__init__(f"no such item in {event!r}: {item_id!r}")
+
+
+class VersionConflict(CurationError):
+    """An editor acted on a version of an item that is no longer current; `current` is the item now."""
+
+    def __init__(self, current: object, seen: int) -> None:
+        self.current = current
+        self.seen = seen
+        super().__init__(f"the item changed since version {seen}: it is at version {getattr(current, 'version', '?')}")
 
 
 class StoreError(CurationError):

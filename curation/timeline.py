@@ -123,3 +123,58 @@ def change_for(before: Item | None, after: Item, *, seq: int, now: datetime) -> 
     was_visible = before is not None and before.visible
     op: ChangeOp = "remove" if was_visible else "upsert"
     return Change(after.event, seq, op, after.id, after, was_visible, now)
+
+
+#: what an editor can do to an item (DESIGN.md, "Editor API"); `restore` undoes a delete
+ACTIONS = (
+    "approve",
+    "reject",
+    "pin",
+    "unpin",
+    "highlight",
+    "unhighlight",
+    "hide",
+    "unhide",
+    "delete",
+    "restore",
+    "note",
+)
+MAX_NOTE = 1000
+MAX_LABEL = 60
+DEFAULT_KEY_MOMENT = "key moment"
+
+_STATE_MOVES: dict[str, tuple[frozenset[ItemState], ItemState]] = {
+    "approve": (frozenset({ItemState.QUEUED, ItemState.REJECTED}), ItemState.PUBLISHED),
+    "reject": (frozenset({ItemState.QUEUED, ItemState.PUBLISHED}), ItemState.REJECTED),
+    "hide": (frozenset({ItemState.PUBLISHED}), ItemState.HIDDEN),
+    "unhide": (frozenset({ItemState.HIDDEN}), ItemState.PUBLISHED),
+    "delete": (frozenset(set(ItemState) - {ItemState.DELETED}), ItemState.DELETED),
+    "restore": (frozenset({ItemState.DELETED}), ItemState.PUBLISHED),
+}
+
+
+def acted(item: Item, action: str, *, label: str | None = None, text: str | None = None) -> Item | None:
+    """The item after an editor's action, or None when the action changes nothing (it is idempotent).
+
+    Raises:
+        ValueError: an unknown action, or a label / note that is too long.
+    """
+    if action in _STATE_MOVES:
+        sources, target = _STATE_MOVES[action]
+        return item.replace(state=target, version=item.version + 1) if item.state in sources else None
+    if action in ("pin", "unpin"):
+        pinned = action == "pin"
+        return item.replace(pinned=pinned, version=item.version + 1) if item.pinned != pinned else None
+    if action in ("highlight", "unhighlight"):
+        moment = None
+        if action == "highlight":
+            moment = " ".join((label or DEFAULT_KEY_MOMENT).split())
+            if len(moment) > MAX_LABEL:
+                raise ValueError(f"label: at most {MAX_LABEL} characters")
+        return item.replace(key_moment=moment, version=item.version + 1) if item.key_moment != moment else None
+    if action == "note":
+        note = (text or "").strip() or None
+        if note is not None and len(note) > MAX_NOTE:
+            raise ValueError(f"text: at most {MAX_NOTE} characters")
+        return item.replace(note=note, version=item.version + 1) if item.note != note else None
+    raise ValueError(f"action: unknown action {action!r} (one of {', '.join(ACTIONS)})")

@@ -189,3 +189,55 @@ async def test_deleted_upstream_leaves_the_timeline_for_good(store: Store) -> No
     await store.ingest(EVENT, DESK, [make_entry("a", text="late copy")], now=T0)
     assert [i.key for i in (await store.page(EVENT.slug)).items] == ["b"]
     assert await store.ingest(EVENT, DESK, [], now=T0, deleted=["a"]) == []
+
+
+async def test_editor_actions_move_items_version_checked_and_audited(store: Store) -> None:
+    from curation.errors import ItemNotFound, VersionConflict
+
+    held = dataclasses.replace(WIRE, moderation=Moderation.QUEUE)
+    (queued,) = await store.ingest(EVENT, held, [make_entry("q")], now=T0)
+    assert [i.key for i in await store.queue(EVENT.slug)] == ["q"]
+    item, change = await store.act(EVENT.slug, queued.item_id, "approve", editor="ana", version=1, now=T0)
+    assert change is not None and change.public and change.op == "upsert" and item.version == 2
+    assert await store.queue(EVENT.slug) == []
+    assert [i.key for i in (await store.page(EVENT.slug)).items] == ["q"]
+    # a second editor acting on the version they saw before is told, and nothing changes
+    with pytest.raises(VersionConflict) as conflict:
+        await store.act(EVENT.slug, queued.item_id, "hide", editor="ben", version=1, now=T0)
+    assert conflict.value.current.version == 2  # type: ignore[attr-defined]
+    item, change = await store.act(EVENT.slug, queued.item_id, "pin", editor="ben", version=2, now=T0)
+    assert item.pinned and change is not None and change.public
+    _, again = await store.act(EVENT.slug, queued.item_id, "pin", editor="ben", now=T0)
+    assert again is None  # idempotent: no change, no seq
+    item, change = await store.act(EVENT.slug, queued.item_id, "hide", editor="ben", now=T0)
+    assert change is not None and change.op == "remove" and change.public
+    assert (await store.page(EVENT.slug)).items == []
+    item, change = await store.act(EVENT.slug, queued.item_id, "unhide", editor="ana", now=T0)
+    assert change is not None and change.op == "upsert" and item.pinned
+    item, _ = await store.act(EVENT.slug, queued.item_id, "highlight", editor="ana", label="Attack", now=T0)
+    item, _ = await store.act(EVENT.slug, queued.item_id, "note", editor="ana", text="  Confirmed by the team ", now=T0)
+    assert item.key_moment == "Attack" and item.note == "Confirmed by the team"
+    trail = await store.audit(EVENT.slug)
+    assert [(a.editor, a.action) for a in trail] == [
+        ("ana", "note"),
+        ("ana", "highlight"),
+        ("ana", "unhide"),
+        ("ben", "hide"),
+        ("ben", "pin"),
+        ("ana", "approve"),
+    ]
+    assert trail[-1].detail["before"]["state"] == "queued"
+    with pytest.raises(ItemNotFound):
+        await store.act(EVENT.slug, "nope", "approve", editor="ana")
+    with pytest.raises(ValueError, match="action"):
+        await store.act(EVENT.slug, queued.item_id, "launch", editor="ana")
+
+
+async def test_deleting_is_undone_by_restore(store: Store) -> None:
+    (change,) = await store.ingest(EVENT, DESK, [make_entry("a")], now=T0)
+    _, removed = await store.act(EVENT.slug, change.item_id, "delete", editor="ana", now=T0)
+    assert removed is not None and removed.op == "remove"
+    assert (await store.page(EVENT.slug)).items == []
+    _, back = await store.act(EVENT.slug, change.item_id, "restore", editor="ana", now=T0)
+    assert back is not None and back.op == "upsert"
+    assert [i.key for i in (await store.page(EVENT.slug)).items] == ["a"]

@@ -7,8 +7,9 @@ redis:// in a later release). Tests in tests/test_store.py are written against t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from curation.models import Change, Entry, Event, Item, Order, Page, Source, SourceStatus
 
@@ -16,6 +17,33 @@ ChangeListener = Callable[[Sequence[Change]], None]
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+MAX_QUEUE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what to which item, when, and the item as it was before (`detail["before"]`)."""
+
+    id: int
+    event: str
+    seq: int | None
+    at: str
+    editor: str
+    action: str
+    item_id: str
+    detail: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event": self.event,
+            "seq": self.seq,
+            "at": self.at,
+            "editor": self.editor,
+            "action": self.action,
+            "item_id": self.item_id,
+            "detail": self.detail,
+        }
 
 
 class Store(Protocol):
@@ -65,6 +93,36 @@ class Store(Protocol):
         ...
 
     async def get_item(self, event: str, item_id: str) -> Item | None: ...
+
+    async def act(
+        self,
+        event: str,
+        item_id: str,
+        action: str,
+        *,
+        editor: str,
+        label: str | None = None,
+        text: str | None = None,
+        version: int | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Item, Change | None]:
+        """Apply an editor's action (timeline.acted) atomically, log the change and an audit entry.
+
+        Returns the item as it is now and the change written (None: the action changed nothing).
+        Raises:
+            ItemNotFound: no such item in the event.
+            VersionConflict: `version` is given and is not the item's current version.
+            ValueError: an unknown action or an over-long label / note.
+        """
+        ...
+
+    async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
+        """Items held for moderation, newest first."""
+        ...
+
+    async def audit(self, event: str, *, limit: int = 200, before: int | None = None) -> list[AuditEntry]:
+        """The event's audit trail, newest first; `before` pages by entry id."""
+        ...
 
     async def load_statuses(self) -> dict[str, SourceStatus]: ...
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from curation import timeline
 from curation.codec import change_message, dumps, item_from_record, item_to_record
-from curation.errors import StoreError
+from curation.errors import ItemNotFound, StoreError, VersionConflict
 from curation.models import (
     Change,
     Entry,
@@ -32,10 +32,11 @@ from curation.models import (
     Source,
     SourceStatus,
     parse_rfc3339,
+    rfc3339,
     utcnow,
 )
 from curation.normalize import canonical_url
-from curation.store import DEFAULT_PAGE, MAX_PAGE, ChangeListener
+from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener
 
 T = TypeVar("T")
 
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS changes (
     event TEXT NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, item_id TEXT NOT NULL,
     public INTEGER NOT NULL, at TEXT NOT NULL, item TEXT, message TEXT, PRIMARY KEY (event, seq));
 CREATE TABLE IF NOT EXISTS source_status (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, seq INTEGER, at TEXT NOT NULL, editor TEXT NOT NULL,
+    action TEXT NOT NULL, item_id TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_event ON audit (event, id);
 """
 
 
@@ -369,6 +374,80 @@ class SQLiteStore:
             min_seq = seq - self.log_retention + 1
             conn.execute("DELETE FROM changes WHERE event = ? AND seq < ?", (event, min_seq))
         conn.execute("INSERT OR REPLACE INTO log_heads VALUES (?, ?, ?)", (event, seq, min_seq))
+
+    async def act(
+        self,
+        event: str,
+        item_id: str,
+        action: str,
+        *,
+        editor: str,
+        label: str | None = None,
+        text: str | None = None,
+        version: int | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Item, Change | None]:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> tuple[Item, Change | None]:
+            before = self._load(conn, event, item_id)
+            if before is None:
+                raise ItemNotFound(event, item_id)
+            if version is not None and version != before.version:
+                raise VersionConflict(before, version)
+            after = timeline.acted(before, action, label=label, text=text)
+            if after is None:
+                return before, None
+            seq = self._head(conn, event) + 1
+            change = _with_message(timeline.change_for(before, after, seq=seq, now=when))
+            self._put_item(conn, after)
+            self._append(conn, change)
+            self._set_head(conn, event, seq)
+            detail = {"before": item_to_record(before), "label": label, "text": text, "version": after.version}
+            conn.execute(
+                "INSERT INTO audit (event, seq, at, editor, action, item_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event, seq, rfc3339(when), editor, action, item_id, dumps(detail)),
+            )
+            return after, change
+
+        def notify(result: tuple[Item, Change | None]) -> None:
+            if result[1] is not None:
+                self._notify([result[1]])
+
+        return await self._write(run, notify)
+
+    async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
+        def run(conn: sqlite3.Connection) -> list[Item]:
+            rows = conn.execute(
+                "SELECT data FROM items WHERE event = ? AND state = 'queued' ORDER BY sort_us DESC, id DESC LIMIT ?",
+                (event, max(1, min(limit, MAX_QUEUE))),
+            ).fetchall()
+            return [item_from_record(json.loads(r[0])) for r in rows]
+
+        return await self._read(run)
+
+    async def audit(self, event: str, *, limit: int = 200, before: int | None = None) -> list[AuditEntry]:
+        def run(conn: sqlite3.Connection) -> list[AuditEntry]:
+            rows = conn.execute(
+                "SELECT id, seq, at, editor, action, item_id, detail FROM audit WHERE event = ? AND id < ? "
+                "ORDER BY id DESC LIMIT ?",
+                (event, before if before is not None else 2**62, max(1, min(limit, 1000))),
+            ).fetchall()
+            return [
+                AuditEntry(
+                    id=r[0],
+                    event=event,
+                    seq=r[1],
+                    at=r[2],
+                    editor=r[3],
+                    action=r[4],
+                    item_id=r[5],
+                    detail=json.loads(r[6]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
 
     async def save_status(self, status: SourceStatus) -> None:
         record = dumps(status.to_record())
