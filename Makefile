@@ -36,6 +36,7 @@ style: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -31,6 +33,15 @@ if TYPE_CHECKING:
     from curation.demo import DemoUpstream
 
 log = logging.getLogger("curation")
+
+
+def _worker_init(parent: int) -> None:
+    """A parse worker dies with Fil, even after kill -9 (it would otherwise wait on its queue forever)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    if os.getppid() != parent:  # Fil was already gone before the line above
+        os._exit(0)
 
 
 class Fil:
@@ -66,8 +77,14 @@ class Fil:
         await self.store.open()
         await self.fetcher.start()
         if self._executor is None:
-            # parsing feeds is CPU work: a separate process keeps it (and the GIL) off the event loop
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            # parsing is CPU work: a separate process keeps it (and the GIL) off the event loop; spawned, not
+            # forked, since this process has threads (the SQLite writer)
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
+            )
         self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
         await self.collection.load()
         if self.settings.public_url:
