@@ -1,17 +1,19 @@
-"""The command line: serve (default), check, inspect."""
+"""The command line: serve (default), check, inspect, create-editor, create-token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from curation.collectors.fetch import FEED_ACCEPT, Fetcher
 from curation.config import Settings
 from curation.errors import ConfigErrors, CurationError
+from curation.store.accounts import AccountStore, RoleName
 
 
 def _settings() -> Settings:
@@ -87,6 +89,70 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password() -> str:
+    """The first line of standard input when it is not a terminal (scripts, CI), else asked twice."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+async def _with_accounts(settings: Settings, job: Callable[[AccountStore], Awaitable[int]]) -> int:
+    from curation.store import open_store
+    from curation.store.accounts import accounts_of
+
+    store = open_store(settings.store)
+    await store.open()
+    try:
+        return await job(accounts_of(store))
+    finally:
+        await store.close()
+
+
+def cmd_create_editor(args: argparse.Namespace) -> int:
+    from curation.auth import check_editor_name, check_password, create_editor
+
+    settings = _settings()
+    role: RoleName = "admin" if args.admin else "editor"
+    try:
+        check_editor_name(args.name)
+        password = _read_password()
+        check_password(password)
+    except ValueError as e:
+        print(f"fil: {e}", file=sys.stderr)
+        return 2
+
+    async def job(accounts: AccountStore) -> int:
+        if await create_editor(accounts, args.name, password, role):
+            print(f"editor {args.name} created, role {role}", file=sys.stderr)
+        else:
+            print(
+                f"editor {args.name} existed: password and role ({role}) updated, its sessions ended", file=sys.stderr
+            )
+        return 0
+
+    return asyncio.run(_with_accounts(settings, job))
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from curation.auth import create_token
+
+    settings = _settings()
+
+    async def job(accounts: AccountStore) -> int:
+        editor = await accounts.get_editor(args.name)
+        if editor is None or editor.disabled:
+            print(f"fil: no such editor: {args.name} (create it with create-editor)", file=sys.stderr)
+            return 2
+        print(await create_token(accounts, args.name), flush=True)
+        print(f"bearer token for {args.name} (role {editor.role}): shown once, store it now", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_accounts(settings, job))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Fil, the live news-and-social curation server.")
     commands = parser.add_subparsers(dest="command")
@@ -98,6 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("inputs", nargs="+", metavar="INPUT", help="files or http(s) URLs")
     inspect.add_argument("--kind", default="feed", choices=["feed", "mastodon", "bluesky", "jetstream", "push"])
     inspect.set_defaults(func=cmd_inspect)
+    create_editor = commands.add_parser(
+        "create-editor", help="create an editor, or set an existing one's password and role (password on stdin)"
+    )
+    create_editor.add_argument("name", metavar="NAME")
+    create_editor.add_argument("--admin", action="store_true", help="the admin role (default: editor)")
+    create_editor.set_defaults(func=cmd_create_editor)
+    create_token = commands.add_parser("create-token", help="print a new bearer token for an existing editor")
+    create_token.add_argument("name", metavar="NAME")
+    create_token.set_defaults(func=cmd_create_token)
     args = parser.parse_args(argv)
     if args.command is None:
         return cmd_serve(args)

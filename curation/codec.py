@@ -174,6 +174,12 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+def editor_message(change: Change) -> str:
+    """The desk's frame for a change: every change, with the item's state (editors see it all)."""
+    assert change.item is not None
+    return dumps({"type": "upsert", "seq": change.seq, "item": item_to_editor_json(change.item)})
+
+
 def change_message(change: Change) -> str | None:
     """The reader frame for a change, or None when readers do not get it (a gap, not a loss)."""
     if not change.public:

@@ -34,6 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CURATION_MIN_POLL_INTERVAL", "30s", "the floor for a source's interval"),
     Setting("CURATION_SECRET_KEY", "", "signs sessions; generated and kept in the data folder when unset"),
     Setting("CURATION_TRUSTED_PROXIES", "", "addresses whose X-Forwarded-For / -Proto are believed"),
+    Setting("CURATION_SESSION_TTL", "12h", "how long an editor's desk session lasts after login"),
     Setting("CURATION_DEMO", "", "1/true: add the offline demo event, fed by a built-in replay upstream on loopback"),
     Setting("CURATION_LOG_RETENTION", "10000", "changes kept per event for resume; an older `since` gets reset"),
     Setting("CURATION_MAX_BODY", "10MiB", "cap on a fetched document, after decompression"),
@@ -93,6 +94,7 @@ class Settings:
     min_poll_interval: float = 30.0
     secret_key: str = ""
     trusted_proxies: tuple[str, ...] = ()
+    session_ttl: float = 12 * 3600.0
     demo: bool = False
     log_retention: int = 10000
     max_body: int = 10 * 1024 * 1024
@@ -133,6 +135,7 @@ class Settings:
             min_poll_interval=convert("CURATION_MIN_POLL_INTERVAL", parse_duration),
             secret_key=values["CURATION_SECRET_KEY"],
             trusted_proxies=tuple(p.strip() for p in values["CURATION_TRUSTED_PROXIES"].split(",") if p.strip()),
+            session_ttl=convert("CURATION_SESSION_TTL", parse_duration),
             demo=parse_bool(values["CURATION_DEMO"]),
             log_retention=convert("CURATION_LOG_RETENTION", int),
             max_body=convert("CURATION_MAX_BODY", parse_size),

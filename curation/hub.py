@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
-from curation.codec import dumps
+from curation.codec import dumps, editor_message
 from curation.models import Change
 from curation.store import Store
 
@@ -109,6 +109,8 @@ class Hub:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.channels: dict[str, Channel] = {}
+        #: editors' desks per event: they get every change (queued, hidden...), as editor JSON
+        self.editors: dict[str, set[Sink]] = {}
         self.dropped = 0
         self.deliveries = 0
 
@@ -121,13 +123,20 @@ class Hub:
     def publish(self, changes: Sequence[Change]) -> None:
         """Store listener: runs on the event loop after each commit."""
         batches: dict[str, list[bytes]] = {}
+        accepted: dict[str, list[Change]] = {}
         for change in changes:
             channel = self.channels.get(change.event)
             if channel is None:
                 channel = self.channels[change.event] = Channel(change.event, change.seq - 1)
             frame = text_frame(change.message.encode()) if change.message is not None else None
-            if channel.push(change.seq, frame) and frame is not None:
+            if not channel.push(change.seq, frame):
+                continue
+            accepted.setdefault(change.event, []).append(change)
+            if frame is not None:
                 batches.setdefault(change.event, []).append(frame)
+        for event, fresh in accepted.items():
+            if self.editors.get(event):
+                self._to_editors(event, fresh)
         for event, frames in batches.items():
             channel = self.channels[event]
             if not channel.readers:
@@ -137,6 +146,23 @@ class Hub:
             if gone:
                 self.dropped += len(gone)
                 channel.readers.difference_update(gone)
+
+    def _to_editors(self, event: str, changes: Sequence[Change]) -> None:
+        frames = [text_frame(editor_message(c).encode()) for c in changes if c.item is not None]
+        desks = self.editors[event]
+        gone = [sink for sink in desks if not sink.send(frames)]
+        desks.difference_update(gone)
+
+    async def join_editor(self, event: str, sink: Sink) -> bool:
+        """A desk: hello with the current seq, then every change; it loads its state through the API."""
+        channel = await self._channel(event)
+        if not sink.send((message_frame({"type": "hello", "seq": channel.head}),)):
+            return False
+        self.editors.setdefault(event, set()).add(sink)
+        return True
+
+    def leave_editor(self, event: str, sink: Sink) -> None:
+        self.editors.get(event, set()).discard(sink)
 
     async def _channel(self, event: str) -> Channel:
         channel = self.channels.get(event)

@@ -18,6 +18,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from curation.auth import Auth
 from curation.collectors import CollectorContext
 from curation.collectors.fetch import Fetcher
 from curation.collectors.runner import Collection
@@ -49,6 +50,8 @@ class Fil:
         self.settings = settings
         self.store = store or open_store(settings.store, log_retention=settings.log_retention)
         self.hub = Hub(self.store)
+        #: editor logins, sessions and tokens; the accounts live in the store, start() loads the cookie-signing key
+        self.auth = Auth(self.store, settings)
         self.fetcher = Fetcher(
             allow_private=settings.allow_private_hosts,
             max_body=settings.max_body,
@@ -75,6 +78,7 @@ class Fil:
         """Open everything; raises ConfigErrors when sources.yaml is invalid (the server refuses to start)."""
         config = await asyncio.to_thread(self._load)
         await self.store.open()
+        await self.auth.start()  # CURATION_SECRET_KEY, or the key kept next to the SQLite file (made on first start)
         await self.fetcher.start()
         if self._executor is None:
             # parsing is CPU work: a separate process keeps it (and the GIL) off the event loop; spawned, not

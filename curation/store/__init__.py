@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from curation.models import Change, Entry, Event, Item, Order, Page, Source, SourceStatus
+from curation.models import Change, Entry, Event, Item, ItemState, Order, Page, Source, SourceStatus
 
 ChangeListener = Callable[[Sequence[Change]], None]
 
@@ -118,6 +118,10 @@ class Store(Protocol):
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
         """Items held for moderation, newest first."""
+        ...
+
+    async def recent(self, event: str, *, states: Sequence[ItemState], limit: int = MAX_PAGE) -> tuple[int, list[Item]]:
+        """The seq and the newest items in these states (any moderation state: editors see them all)."""
         ...
 
     async def audit(self, event: str, *, limit: int = 200, before: int | None = None) -> list[AuditEntry]:

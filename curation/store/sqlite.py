@@ -27,6 +27,7 @@ from curation.models import (
     Entry,
     Event,
     Item,
+    ItemState,
     Order,
     Page,
     Source,
@@ -37,6 +38,7 @@ from curation.models import (
 )
 from curation.normalize import canonical_url
 from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener
+from curation.store.sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin
 
 T = TypeVar("T")
 
@@ -91,7 +93,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore:
+class SQLiteStore(AccountsMixin):
     def __init__(self, path: str, *, log_retention: int = 10000) -> None:
         self.path = path
         self.log_retention = max(1, log_retention)
@@ -135,7 +137,7 @@ class SQLiteStore:
         self._reader_conns.clear()
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        for statement in filter(str.strip, SCHEMA.split(";")):
+        for statement in filter(str.strip, (SCHEMA + ACCOUNTS_SCHEMA).split(";")):
             conn.execute(statement)  # not executescript: it would commit outside our transaction
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
@@ -417,12 +419,16 @@ class SQLiteStore:
         return await self._write(run, notify)
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
-        def run(conn: sqlite3.Connection) -> list[Item]:
+        return (await self.recent(event, states=(ItemState.QUEUED,), limit=limit))[1]
+
+    async def recent(self, event: str, *, states: Sequence[ItemState], limit: int = MAX_PAGE) -> tuple[int, list[Item]]:
+        def run(conn: sqlite3.Connection) -> tuple[int, list[Item]]:
+            marks = ", ".join("?" for _ in states)
             rows = conn.execute(
-                "SELECT data FROM items WHERE event = ? AND state = 'queued' ORDER BY sort_us DESC, id DESC LIMIT ?",
-                (event, max(1, min(limit, MAX_QUEUE))),
+                f"SELECT data FROM items WHERE event = ? AND state IN ({marks}) ORDER BY sort_us DESC, id DESC LIMIT ?",
+                (event, *[str(s) for s in states], max(1, min(limit, MAX_QUEUE))),
             ).fetchall()
-            return [item_from_record(json.loads(r[0])) for r in rows]
+            return self._head(conn, event), [item_from_record(json.loads(r[0])) for r in rows]
 
         return await self._read(run)
 

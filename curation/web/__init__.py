@@ -11,9 +11,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from curation.auth import AuthError
 from curation.config import Settings
 from curation.service import Fil
-from curation.web import api, ingest, live, pages, websub
+from curation.web import api, desk, editor_api, ingest, live, pages, websub
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -43,9 +44,21 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/websub/{source_id}", websub.verify, methods=["GET"]),
         Route("/websub/{source_id}", websub.deliver, methods=["POST"]),
         Route("/healthz", api.healthz),
+        Route("/editor/", desk.index, name="editor"),
+        Route("/editor/login", desk.login_page, methods=["GET"]),
+        Route("/editor/login", desk.login, methods=["POST"]),
+        Route("/editor/logout", desk.logout, methods=["POST"]),
+        Route("/editor/events/{slug}", desk.event_desk),
+        Route("/api/events/{slug}/queue", editor_api.queue),
+        Route("/api/events/{slug}/desk", editor_api.desk_state),
+        Route("/api/events/{slug}/audit", editor_api.audit),
+        Route("/api/events/{slug}/items/{item_id}/actions", editor_api.action, methods=["POST"]),
+        Route("/api/events/{slug}/sources/{source_id}/actions", editor_api.source_action, methods=["POST"]),
+        WebSocketRoute("/api/events/{slug}/desk/live", editor_api.desk_live),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: desk.auth_error})
     app.state.fil = service
     app.state.templates = templates
     return app

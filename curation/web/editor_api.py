@@ -1,0 +1,180 @@
+"""The editor API: the moderation queue, actions on items, the audit trail (bearer token or desk session)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from curation.auth import authenticate, require_editor
+from curation.codec import item_to_editor_json
+from curation.errors import ItemNotFound, VersionConflict
+from curation.models import Item, ItemState
+from curation.service import Fil
+from curation.timeline import ACTIONS
+from curation.web.live import CLOSE_UNKNOWN_EVENT, QueueSink, TransportSink
+from curation.web.wsproto import SCOPE_KEY, FilWebSocketProtocol
+
+CLOSE_UNAUTHENTICATED = 4401
+
+MAX_ACTION_BODY = 16 * 1024
+
+
+def _error(status: int, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _event(request: Request) -> str | None:
+    fil: Fil = request.app.state.fil
+    slug = str(request.path_params["slug"])
+    return slug if fil.config.event(slug) is not None else None
+
+
+async def queue(request: Request) -> Response:
+    await require_editor(request, csrf=False)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    return JSONResponse({"items": [item_to_editor_json(i) for i in await fil.store.queue(slug)]})
+
+
+async def audit(request: Request) -> Response:
+    await require_editor(request, csrf=False)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    return JSONResponse({"entries": [entry.to_json() for entry in await fil.store.audit(slug, limit=1000)]})
+
+
+def _field(body: dict[str, object], key: str, kind: type) -> object:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is int):
+        raise ValueError(f"{key}: expected {'a number' if kind is int else 'a string'}")
+    return value
+
+
+async def action(request: Request) -> Response:
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    raw = await request.body()
+    if len(raw) > MAX_ACTION_BODY:
+        return _error(413, f"body larger than {MAX_ACTION_BODY} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("body: expected a JSON object")
+        name = _field(body, "action", str)
+        if name not in ACTIONS:
+            raise ValueError(f"action: expected one of {', '.join(ACTIONS)}")
+        label, text, version = _field(body, "label", str), _field(body, "text", str), _field(body, "version", int)
+    except ValueError as e:
+        return _error(400, str(e) if not isinstance(e, json.JSONDecodeError) else "body: not JSON")
+    fil: Fil = request.app.state.fil
+    try:
+        item, change = await fil.store.act(
+            slug,
+            str(request.path_params["item_id"]),
+            str(name),
+            editor=editor.name,
+            label=label if isinstance(label, str) else None,
+            text=text if isinstance(text, str) else None,
+            version=version if isinstance(version, int) else None,
+        )
+    except ItemNotFound as e:
+        return _error(404, str(e))
+    except VersionConflict as e:
+        current = e.current
+        assert isinstance(current, Item)
+        return _error(409, str(e), item=item_to_editor_json(current))
+    except ValueError as e:
+        return _error(400, str(e))
+    return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq if change else None})
+
+
+DESK_STATES = tuple(ItemState)
+DESK_ITEMS = 500
+
+
+async def desk_state(request: Request) -> Response:
+    """What a desk loads after its websocket says hello: the newest items in every state, and their seq."""
+    await require_editor(request, csrf=False)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    seq, items = await fil.store.recent(slug, states=DESK_STATES, limit=DESK_ITEMS)
+    return JSONResponse({"seq": seq, "items": [item_to_editor_json(i) for i in items]})
+
+
+async def source_action(request: Request) -> Response:
+    """Approve or reject everything one source has in the queue (a spam burst on a hashtag)."""
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return _error(400, "body: not JSON")
+    name = body.get("action") if isinstance(body, dict) else None
+    if name not in ("approve", "reject"):
+        return _error(400, "action: expected approve or reject")
+    fil: Fil = request.app.state.fil
+    source_id = str(request.path_params["source_id"])
+    changed = 0
+    for item in await fil.store.queue(slug, limit=1000):
+        if item.source_id != source_id:
+            continue
+        try:
+            _, change = await fil.store.act(slug, item.id, str(name), editor=editor.name, version=item.version)
+        except (ItemNotFound, VersionConflict):
+            continue  # another editor got there first: theirs stands
+        changed += change is not None
+    return JSONResponse({"changed": changed})
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """Browsers send cookies on cross-site websockets: only this site's pages may open a desk socket."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (a script with a bearer token)
+    host = websocket.headers.get("host", "")
+    fil: Fil = websocket.app.state.fil
+    allowed = {f"http://{host}", f"https://{host}", fil.settings.base_url}
+    return origin.rstrip("/") in allowed
+
+
+async def desk_live(websocket: WebSocket) -> None:
+    fil: Fil = websocket.app.state.fil
+    await websocket.accept()
+    editor = await authenticate(websocket)
+    if editor is None or not _same_origin(websocket):
+        await websocket.close(CLOSE_UNAUTHENTICATED, "log in at /editor/login")
+        return
+    slug = str(websocket.path_params["slug"])
+    if fil.config.event(slug) is None:
+        await websocket.close(CLOSE_UNKNOWN_EVENT, f"no such event: {slug}"[:120])
+        return
+    connection = websocket.scope.get("extensions", {}).get(SCOPE_KEY)
+    limit = fil.settings.reader_buffer * 4  # a desk loads more than a reader
+    sink: TransportSink | QueueSink = (
+        TransportSink(connection, limit)
+        if isinstance(connection, FilWebSocketProtocol)
+        else QueueSink(websocket, limit)
+    )
+    try:
+        if await fil.hub.join_editor(slug, sink):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+    except WebSocketDisconnect:
+        pass
+    finally:
+        fil.hub.leave_editor(slug, sink)
+        if isinstance(sink, QueueSink):
+            sink.close()

@@ -1,0 +1,110 @@
+"""The editor desk in a real headless Chromium: two editors, one reader, all live."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page
+
+from curation.auth import create_editor
+from curation.collectors.push import sign
+from tests.conftest import RunningFil, start_fil
+from tests.test_browser import WAIT_MS, browser  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.browser
+
+SLUG = "stage-1"
+SECRET = "desk-test-secret"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def fil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningFil]:
+    monkeypatch.setenv("DESK_WIRE_SECRET", SECRET)
+    (tmp_path / "sources.yaml").write_text(
+        f"events:\n  - slug: {SLUG}\n    title: Stage 1\n    sources:\n"
+        "      - id: wire\n        kind: push\n        secret_env: DESK_WIRE_SECRET\n        role: other\n"
+    )
+    running = await start_fil(tmp_path / "sources.yaml", tmp_path / "data")
+    for name in ("ana", "ben"):
+        await create_editor(running.fil.store, name, PASSWORD, "editor")  # type: ignore[arg-type]
+    yield running
+    await running.stop()
+
+
+async def push(fil: RunningFil, n: int) -> None:
+    body = json.dumps(
+        {
+            "items": [
+                {
+                    "id": f"w{n}",
+                    "url": f"https://wire.example/{n}",
+                    "title": f"Wire story {n}",
+                    "text": "The breakaway is caught.",
+                    "published_at": "2027-07-12T12:00:00Z",
+                }
+            ]
+        }
+    ).encode()
+    ts = int(time.time())
+    headers = {"X-Fil-Timestamp": str(ts), "X-Fil-Signature": sign(SECRET, ts, body)}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{fil.base}/api/ingest/wire", data=body, headers=headers) as response:
+            assert response.status == 202
+
+
+async def login(browser: Browser, fil: RunningFil, name: str) -> Page:  # noqa: F811
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{fil.base}/editor/events/{SLUG}")
+    await page.fill('input[name="name"]', name)
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.click('button[type="submit"]')
+    await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+    return page
+
+
+async def test_editors_approve_pin_and_hide_and_readers_see_it_live(
+    browser: Browser,  # noqa: F811
+    fil: RunningFil,
+) -> None:
+    await push(fil, 1)  # role other: held for moderation
+    ana = await login(browser, fil, "ana")
+    ben = await login(browser, fil, "ben")
+    reader_context = await browser.new_context()
+    reader = await reader_context.new_page()
+    await reader.goto(f"{fil.base}/events/{SLUG}")
+    await reader.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+    assert await reader.locator("#timeline article").count() == 0  # queued: readers never see it
+
+    await ana.wait_for_selector("#queue .card", timeout=WAIT_MS)
+    await ana.click('#queue .card button[data-action="approve"]')
+    await ana.wait_for_selector("#timeline .card.state-published", timeout=WAIT_MS)
+    await reader.wait_for_selector("#timeline article", timeout=WAIT_MS)
+    # the second editor's desk shows the first editor's action without a reload
+    await ben.wait_for_selector("#timeline .card.state-published", timeout=WAIT_MS)
+    assert await ben.locator("#queue .card").count() == 0
+
+    await push(fil, 2)
+    await ana.wait_for_selector("#queue .card", timeout=WAIT_MS)
+    await ana.click('#queue .card button[data-action="approve"]')
+    await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 2", timeout=WAIT_MS)
+    # pin the older story: it goes to the top of every reader's timeline
+    older = ana.locator("#timeline .card", has_text="Wire story 1")
+    await older.locator('button[data-action="pin"]').click()
+    await reader.wait_for_function(
+        "document.querySelector('#timeline article').dataset.pinned === '1'"
+        " && document.querySelector('#timeline article h2').textContent.includes('Wire story 1')",
+        timeout=WAIT_MS,
+    )
+    # keyboard: hide the focused card
+    await ana.locator("#timeline .card", has_text="Wire story 1").focus()
+    await ana.keyboard.press("h")
+    await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 1", timeout=WAIT_MS)
+    await ben.wait_for_selector("#timeline .card.state-hidden", timeout=WAIT_MS)
+    assert "Wire story 2" in (await reader.locator("#timeline article").inner_text())
