@@ -167,13 +167,26 @@ class CpuWindow:
         }
 
 
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def get_json(url: str, timeout: float = 5.0, token: str | None = None) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
+#: /api/sources is for editors: the harness makes one with the CLI before Fil starts (see editor_token)
+TOKEN: dict[str, str] = {}
+
+
+def editor_token(env: dict[str, str]) -> str:
+    """An editor and its bearer token in the run's store, through `app.py create-editor` / `create-token`."""
+    app = [sys.executable, str(ROOT / "app.py")]
+    subprocess.run([*app, "create-editor", "bench"], input="bench-password-long\n", env=env, check=True, text=True)
+    made = subprocess.run([*app, "create-token", "bench"], env=env, check=True, text=True, capture_output=True)
+    return made.stdout.strip()
+
+
 def source_states(base: str) -> dict[str, dict[str, Any]]:
-    return {s["id"]: s for s in get_json(f"{base}/api/sources")["sources"]}
+    return {s["id"]: s for s in get_json(f"{base}/api/sources", token=TOKEN.get(base))["sources"]}
 
 
 def pushes_ready(states: dict[str, dict[str, Any]], fakes: dict[str, Any]) -> list[str]:
@@ -342,6 +355,7 @@ def run_one(run: int, args: argparse.Namespace, logs: Path) -> RunResult:
         up = fakes.read(30)
         (folder / "sources.yaml").write_text(sources_yaml(up))
         env = fil_env(folder, port, push_secret, up["mastodon_token"])
+        TOKEN[base] = editor_token(env)
         fil = FilProcess(
             taskset(args.fil_cpu, [sys.executable, str(ROOT / "app.py"), "serve"]), env, logs / f"fil-{run}.log"
         )

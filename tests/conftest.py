@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 import uvicorn
 
@@ -94,10 +95,28 @@ class RunningFil:
     fil: Fil
     server: uvicorn.Server
     task: asyncio.Task[None] = field(repr=False)
+    _token: str | None = field(default=None, repr=False)
 
     @property
     def ws_base(self) -> str:
         return self.base.replace("http://", "ws://", 1)
+
+    async def token(self) -> str:
+        """A bearer token of an editor made for the test (editor-only routes such as /api/sources)."""
+        if self._token is None:
+            from curation.auth import create_editor, create_token
+
+            await create_editor(self.fil.store, "ops", "a long test password", "editor")  # type: ignore[arg-type]
+            self._token = await create_token(self.fil.store, "ops")  # type: ignore[arg-type]
+        return self._token
+
+    async def sources(self) -> dict[str, Any]:
+        """GET /api/sources as an editor."""
+        headers = {"Authorization": f"Bearer {await self.token()}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(f"{self.base}/api/sources") as response:
+                assert response.status == 200, await response.text()
+                return await response.json()  # type: ignore[no-any-return]
 
     async def stop(self) -> None:
         self.server.should_exit = True

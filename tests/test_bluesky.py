@@ -557,7 +557,7 @@ async def test_end_to_end_a_streamed_post_and_its_delete_reach_a_reader(
     try:
 
         async def streaming() -> bool:
-            listing = await get_json(f"{fil.base}/api/sources")
+            listing = await fil.sources()
             rider_status = next(s for s in listing["sources"] if s["id"] == "rider")
             return bool(rider_status["details"].get("stream", {}).get("state") == "open" and rider_status["items_seen"])
 

@@ -213,17 +213,17 @@ async def test_items_api_pages_and_refuses_bad_parameters(fil: RunningFil) -> No
 
 async def test_source_status_is_visible(fil: RunningFil, upstream: FakeUpstream) -> None:  # noqa: F811
     await wait_for(lambda: _count(fil, 2), "the first import")
-    sources = (await get_json(f"{fil.base}/api/sources"))["sources"]
+    sources = (await fil.sources())["sources"]
     (desk,) = sources
     assert desk["id"] == "desk" and desk["state"] == "ok" and desk["items_seen"] == 2
     assert desk["last_success_at"] and desk["next_poll_at"]
     upstream.gone("/feed.xml")
 
     async def gone() -> bool:
-        return bool((await get_json(f"{fil.base}/api/sources"))["sources"][0]["state"] == "gone")
+        return bool((await fil.sources())["sources"][0]["state"] == "gone")
 
     await wait_for(gone, "the gone state")
-    (desk,) = (await get_json(f"{fil.base}/api/sources"))["sources"]
+    (desk,) = (await fil.sources())["sources"]
     assert "410" in desk["last_error"]
     health = await get_json(f"{fil.base}/healthz")
     assert health["status"] == "ok"  # a gone source is a decision, not a failure being ridden out
@@ -246,17 +246,17 @@ async def test_editing_sources_yaml_takes_effect_without_restart(
     path.write_text(text.replace("role: journalist", "role: wizard"))
 
     async def refused() -> bool:
-        return bool((await get_json(f"{fil.base}/api/sources"))["reload_error"])
+        return bool((await fil.sources())["reload_error"])
 
     await wait_for(refused, "the refused edit")
-    status = await get_json(f"{fil.base}/api/sources")
+    status = await fil.sources()
     assert "role" in status["reload_error"] and "sources.yaml:" in status["reload_error"]
     assert {s["id"] for s in status["sources"]} == {"desk", "wire"}
     # removing the source stops it; its story stays
     write_sources(path, upstream.url("/feed.xml"))
 
     async def removed() -> bool:
-        return [s["id"] for s in (await get_json(f"{fil.base}/api/sources"))["sources"]] == ["desk"]
+        return [s["id"] for s in (await fil.sources())["sources"]] == ["desk"]
 
     await wait_for(removed, "the source to be removed")
     hits = upstream.hits("/wire.xml")

@@ -162,8 +162,6 @@ async def test_hostile_html_is_sanitized_and_status_is_visible(fil: RunningFil) 
     blob = json.dumps(stored)
     for bad in ("<script", "onmouseover", "javascript:", "onerror"):
         assert bad not in blob
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{fil.base}/api/sources") as response:
-            sources = {s["id"]: s for s in (await response.json())["sources"]}
+    sources = {s["id"]: s for s in (await fil.sources())["sources"]}
 
     assert sources["wire"]["state"] == "ok" and sources["wire"]["items_seen"] == 1

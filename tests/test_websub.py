@@ -112,7 +112,7 @@ async def get_json(url: str) -> Any:
 
 
 async def source_status(fil: RunningFil, source_id: str = "desk") -> dict[str, Any]:
-    listing = await get_json(f"{fil.base}/api/sources")
+    listing = await fil.sources()
     return next(s for s in listing["sources"] if s["id"] == source_id)
 
 
@@ -230,7 +230,7 @@ async def test_a_pushed_entry_reaches_a_websocket_reader_at_once(subscribed: Sub
     assert details["state"] == "active" and details["hub"] == fake_hub.url and details["topic"] == TOPIC
     assert details["deliveries"] == 1 and details["rejected"] == 0 and details["last_delivery_at"]
     assert parse_rfc3339(details["lease_expires"]) > datetime.now(UTC) + timedelta(hours=23)  # type: ignore[operator]
-    listing = json.dumps(await get_json(f"{fil.base}/api/sources"))
+    listing = json.dumps(await fil.sources())
     assert request.secret not in listing, "the secret must never be shown"
 
     async def slowed() -> bool:

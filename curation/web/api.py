@@ -7,6 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from curation.auth import require_editor
 from curation.codec import item_to_json
 from curation.models import SourceState
 from curation.service import Fil
@@ -59,6 +60,8 @@ async def items(request: Request) -> Response:
 
 
 async def sources(request: Request) -> Response:
+    """Source status (DESIGN.md: editors only once editor accounts exist)."""
+    await require_editor(request, csrf=False)
     fil: Fil = request.app.state.fil
     statuses = {s.id: s for s in fil.statuses()}
     listing = []

@@ -1,0 +1,187 @@
+"""The editor API over real HTTP: the auth matrix over every route, actions, conflicts, queue, audit."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from starlette.routing import Mount, Route, WebSocketRoute
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from curation.collectors.push import sign
+from tests.conftest import RunningFil, start_fil
+
+SLUG = "stage-1"
+SECRET = "editor-api-secret"
+
+#: every route of the app, sorted into what anyone may use and what only editors may use; a new route
+#: fails test_every_route_is_classified until it is put in one of these lists
+PUBLIC = {
+    "/",
+    "/events/{slug}",
+    "/api/events",
+    "/api/events/{slug}/items",
+    "/api/events/{slug}/live",
+    "/api/ingest/{source_id}",  # signed by its own secret instead
+    "/websub/{source_id}",  # verified by the hub's signature instead
+    "/healthz",
+    "/editor/login",
+    "/static",
+}
+EDITOR_ONLY = {
+    "/api/sources",
+    "/editor/",
+    "/editor/logout",
+    "/editor/events/{slug}",
+    "/api/events/{slug}/queue",
+    "/api/events/{slug}/desk",
+    "/api/events/{slug}/audit",
+    "/api/events/{slug}/items/{item_id}/actions",
+    "/api/events/{slug}/sources/{source_id}/actions",
+    "/api/events/{slug}/desk/live",
+}
+
+
+@pytest.fixture
+async def fil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningFil]:
+    monkeypatch.setenv("API_WIRE_SECRET", SECRET)
+    (tmp_path / "sources.yaml").write_text(
+        f"events:\n  - slug: {SLUG}\n    title: Stage 1\n    sources:\n"
+        "      - id: wire\n        kind: push\n        secret_env: API_WIRE_SECRET\n        role: other\n"
+    )
+    running = await start_fil(tmp_path / "sources.yaml", tmp_path / "data")
+    yield running
+    await running.stop()
+
+
+async def push(fil: RunningFil, *ids: str) -> None:
+    items = [
+        {"id": i, "url": f"https://wire.example/{i}", "text": f"Story {i}", "published_at": "2026-07-12T12:00:00Z"}
+        for i in ids
+    ]
+    body = json.dumps({"items": items}).encode()
+    ts = int(time.time())
+    async with aiohttp.ClientSession() as session:
+        headers = {"X-Fil-Timestamp": str(ts), "X-Fil-Signature": sign(SECRET, ts, body)}
+        async with session.post(f"{fil.base}/api/ingest/wire", data=body, headers=headers) as response:
+            assert response.status == 202
+
+
+async def call(fil: RunningFil, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.request(method, f"{fil.base}{path}", json=body, allow_redirects=False) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+
+def test_every_route_is_classified(fil: RunningFil) -> None:
+    app = fil.server.config.app
+    while not hasattr(app, "routes"):
+        app = app.app
+    paths = {r.path for r in app.routes if isinstance(r, Route | WebSocketRoute | Mount)}
+    assert paths - PUBLIC - EDITOR_ONLY == set(), "classify the new route in this test"
+    assert PUBLIC & EDITOR_ONLY == set()
+
+
+async def test_every_editor_route_refuses_anonymous_and_bad_tokens(fil: RunningFil) -> None:
+    await push(fil, "a")
+    (item,) = (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=await fil.token()))[1]["items"]
+    concrete = {
+        "{slug}": SLUG,
+        "{item_id}": item["id"],
+        "{source_id}": "wire",
+    }
+    for pattern in EDITOR_ONLY - {"/api/events/{slug}/desk/live"}:
+        path = pattern
+        for key, value in concrete.items():
+            path = path.replace(key, value)
+        posts = pattern.endswith(("actions", "logout"))
+        for token in (None, "not-a-token"):
+            status, _ = await call(fil, "POST" if posts else "GET", path, {"action": "approve"}, token)
+            if pattern.startswith("/editor/"):
+                # a desk page sends the browser to the login; logging out without a session changes nothing
+                assert status in (303, 401, 403), (pattern, status)
+            else:
+                assert status in (401, 403), (pattern, token, status)
+    for token in (None, "not-a-token"):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with connect(f"{fil.ws_base}/api/events/{SLUG}/desk/live", additional_headers=headers) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    # nothing happened to the item
+    assert (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=await fil.token()))[1]["items"] == [item]
+
+
+async def test_actions_with_a_bearer_token_and_version_conflicts(fil: RunningFil) -> None:
+    token = await fil.token()
+    await push(fil, "a", "b")
+    status, queue = await call(fil, "GET", f"/api/events/{SLUG}/queue", token=token)
+    assert status == 200 and {i["state"] for i in queue["items"]} == {"queued"}
+    a = next(i for i in queue["items"] if i["text"] == "Story a")
+    path = f"/api/events/{SLUG}/items/{a['id']}/actions"
+    status, done = await call(fil, "POST", path, {"action": "approve", "version": a["version"]}, token)
+    assert status == 200 and done["item"]["state"] == "published" and done["seq"]
+    status, conflict = await call(fil, "POST", path, {"action": "hide", "version": a["version"]}, token)
+    assert status == 409 and conflict["item"]["version"] == a["version"] + 1 and "version" in conflict["error"]
+    status, pinned = await call(fil, "POST", path, {"action": "pin", "version": conflict["item"]["version"]}, token)
+    assert status == 200 and pinned["item"]["pinned"] is True
+    status, moment = await call(fil, "POST", path, {"action": "highlight", "label": "Attack"}, token)
+    assert status == 200 and moment["item"]["key_moment"] == "Attack"
+    status, noted = await call(fil, "POST", path, {"action": "note", "text": "Confirmed"}, token)
+    assert status == 200 and noted["item"]["note"] == "Confirmed"
+    public = (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"]
+    assert [(i["text"], i["pinned"], i["key_moment"], i["note"]) for i in public] == [
+        ("Story a", True, "Attack", "Confirmed")
+    ]
+    for body, code in (
+        ({"action": "launch"}, 400),
+        ({"action": "note", "text": 5}, 400),
+        ({"action": "pin", "version": "3"}, 400),
+        ("not an object", 400),
+    ):
+        assert (await call(fil, "POST", path, body, token))[0] == code, body
+    assert (await call(fil, "POST", f"/api/events/{SLUG}/items/nope/actions", {"action": "pin"}, token))[0] == 404
+    assert (await call(fil, "POST", f"/api/events/nope/items/{a['id']}/actions", {"action": "pin"}, token))[0] == 404
+    status, bulk = await call(fil, "POST", f"/api/events/{SLUG}/sources/wire/actions", {"action": "reject"}, token)
+    assert status == 200 and bulk["changed"] == 1
+    assert (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=token))[1]["items"] == []
+    status, audit = await call(fil, "GET", f"/api/events/{SLUG}/audit", token=token)
+    assert status == 200
+    assert [e["action"] for e in audit["entries"]] == ["reject", "note", "highlight", "pin", "approve"]
+    assert all(e["editor"] == "ops" for e in audit["entries"])
+    assert audit["entries"][-1]["detail"]["before"]["state"] == "queued"
+
+
+async def test_a_desk_session_needs_its_csrf_token(fil: RunningFil) -> None:
+    await fil.token()  # creates the editor "ops"
+    await push(fil, "a")
+    item = (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=await fil.token()))[1]["items"][0]
+    # unsafe=True: aiohttp keeps no cookies for an IP address host otherwise
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with session.post(
+            f"{fil.base}/editor/login",
+            data={"name": "ops", "password": "a long test password"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303
+        async with session.get(f"{fil.base}/editor/events/{SLUG}") as response:
+            page = await response.text()
+        csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        path = f"{fil.base}/api/events/{SLUG}/items/{item['id']}/actions"
+        async with session.post(path, json={"action": "approve"}) as response:
+            assert response.status == 403
+        async with session.post(path, json={"action": "approve"}, headers={"X-CSRF-Token": "wrong"}) as response:
+            assert response.status == 403
+        async with session.post(path, json={"action": "approve"}, headers={"X-CSRF-Token": csrf}) as response:
+            assert response.status == 200
