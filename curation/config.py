@@ -106,6 +106,8 @@ class Settings:
     log_level: str = "info"
     #: seconds between the demo's releases (not an environment setting: tests shorten it)
     demo_release_every: float = 6.0
+    #: how often scheduled editor posts are checked for publication (tests shorten it)
+    schedule_check: float = 1.0
     websub_lease: float = 86400.0
     websub_safety_interval: float = 900.0
 

@@ -60,6 +60,8 @@ class ItemState(StrEnum):
     HIDDEN = "hidden"
     #: removed upstream (a deleted post); kept so a late copy of it is not taken again
     DELETED = "deleted"
+    #: an editor's post waiting for its publication time
+    SCHEDULED = "scheduled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ class Fil:
         self.last_reload_error: str | None = None
         self._demo: DemoUpstream | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._schedule_task: asyncio.Task[None] | None = None
         self._stamp: tuple[int, int] | None = None
         self._unlisten = self.store.listen(self.hub.publish)
 
@@ -106,16 +107,18 @@ class Fil:
             await self._start_demo()
         await self._apply(config)
         self._watch_task = asyncio.create_task(self._watch(), name="sources-watch")
+        self._schedule_task = asyncio.create_task(self._schedule(), name="scheduled-posts")
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        for task in (self._watch_task, self._schedule_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self.websub is not None:
@@ -191,6 +194,15 @@ class Fil:
             if stamp is not None and stamp != self._stamp:
                 self._stamp = stamp
                 await self.reload()
+
+    async def _schedule(self) -> None:
+        """Publish editors' scheduled posts when their time comes."""
+        while True:
+            await asyncio.sleep(self.settings.schedule_check)
+            try:
+                await self.store.publish_due()
+            except Exception:  # the store is riding out a problem: try again at the next tick
+                log.exception("could not publish scheduled posts")
 
     # -- what the web layer reads ----------------------------------------------------------
 

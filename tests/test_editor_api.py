@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -45,6 +46,8 @@ EDITOR_ONLY = {
     "/api/events/{slug}/items/{item_id}/actions",
     "/api/events/{slug}/sources/{source_id}/actions",
     "/api/events/{slug}/desk/live",
+    "/api/events/{slug}/posts",
+    "/api/events/{slug}/posts/{item_id}",
 }
 
 
@@ -98,16 +101,18 @@ async def test_every_editor_route_refuses_anonymous_and_bad_tokens(fil: RunningF
     (item,) = (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=await fil.token()))[1]["items"]
     concrete = {
         "{slug}": SLUG,
-        "{item_id}": item["id"],
+        "{item_id}": item["id"],  # also a post id for PATCH: refused before it is looked up
         "{source_id}": "wire",
     }
     for pattern in EDITOR_ONLY - {"/api/events/{slug}/desk/live"}:
         path = pattern
         for key, value in concrete.items():
             path = path.replace(key, value)
-        posts = pattern.endswith(("actions", "logout"))
+        method = "PATCH" if pattern.endswith("{item_id}") else "GET"
+        if pattern.endswith(("actions", "logout", "/posts")):
+            method = "POST"
         for token in (None, "not-a-token"):
-            status, _ = await call(fil, "POST" if posts else "GET", path, {"action": "approve"}, token)
+            status, _ = await call(fil, method, path, {"action": "approve", "text": "x"}, token)
             if pattern.startswith("/editor/"):
                 # a desk page sends the browser to the login; logging out without a session changes nothing
                 assert status in (303, 401, 403), (pattern, status)
@@ -185,3 +190,78 @@ async def test_a_desk_session_needs_its_csrf_token(fil: RunningFil) -> None:
             assert response.status == 403
         async with session.post(path, json={"action": "approve"}, headers={"X-CSRF-Token": csrf}) as response:
             assert response.status == 200
+
+
+async def test_editor_posts_publish_now_or_later_and_corrections_keep_their_place(fil: RunningFil) -> None:
+    token = await fil.token()
+    posts = f"/api/events/{SLUG}/posts"
+    async with connect(f"{fil.ws_base}/api/events/{SLUG}/live") as ws:
+        await ws.recv()  # hello
+        status, made = await call(
+            fil,
+            "POST",
+            posts,
+            {
+                "text": "**Attack!** *Castagnède* goes on the [Aubisque](https://x.example/a)\n\n- gap 30s\n- <b>raw</b>",
+                "image_url": "https://img.example/attack.jpg",
+                "image_alt": "Castagnède out of the saddle",
+                "link": "https://x.example/live",
+                "key_moment": "attack",
+            },
+            token,
+        )
+        assert status == 201, made
+        item = made["item"]
+        assert item["kind"] == "update" and item["state"] == "published" and item["author"]["name"] == "ops"
+        assert "<strong>Attack!</strong>" in item["html"] and "<em>Castagnède</em>" in item["html"]
+        assert "<li>gap 30s</li>" in item["html"] and "<b>" not in item["html"] and "&lt;b&gt;" in item["html"]
+        assert item["media"] == [
+            {
+                "type": "image",
+                "url": "https://img.example/attack.jpg",
+                "alt": "Castagnède out of the saddle",
+                "thumbnail": None,
+            }
+        ]
+        assert item["card"]["url"] == "https://x.example/live" and item["key_moment"] == "attack"
+        live = json.loads(await ws.recv())
+        assert live["type"] == "upsert" and live["item"]["id"] == item["id"]
+        await call(fil, "POST", posts, {"text": "Later post"}, token)
+        await ws.recv()
+        # a correction keeps its place and shows as updated
+        status, fixed = await call(
+            fil, "PATCH", f"{posts}/{item['id']}", {"text": "Attack by Castagnède!", "version": item["version"]}, token
+        )
+        assert status == 200 and fixed["item"]["updated_at"] and fixed["item"]["version"] == item["version"] + 1
+        corrected = json.loads(await ws.recv())
+        assert corrected["item"]["text"] == "Attack by Castagnède!"
+    timeline = (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"]
+    assert [i["text"] for i in timeline] == ["Later post", "Attack by Castagnède!"]
+    stale = await call(fil, "PATCH", f"{posts}/{item['id']}", {"text": "x", "version": item["version"]}, token)
+    assert stale[0] == 409
+    for body, field in (
+        ({"text": ""}, "text"),
+        ({"text": "x", "image_url": "javascript:alert(1)"}, "image_url"),
+        ({"text": "x", "link": "ftp://x"}, "link"),
+        ({"text": "x", "publish_at": "tomorrow"}, "publish_at"),
+        ({"text": "x", "publish_at": "2030-01-01T10:00:00"}, "publish_at"),
+    ):
+        status, answer = await call(fil, "POST", posts, body, token)
+        assert status == 400 and answer["error"].startswith(field), (body, answer)
+    assert (await call(fil, "PATCH", f"{posts}/nope", {"text": "x"}, token))[0] == 404
+
+
+async def test_a_scheduled_post_appears_at_its_time(fil: RunningFil) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    token = await fil.token()
+    when = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    status, made = await call(
+        fil, "POST", f"/api/events/{SLUG}/posts", {"text": "At the line", "publish_at": when}, token
+    )
+    assert status == 201 and made["item"]["state"] == "scheduled"
+    assert (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"] == []
+    async with connect(f"{fil.ws_base}/api/events/{SLUG}/live") as ws:
+        await ws.recv()
+        published = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    assert published["type"] == "upsert" and published["item"]["text"] == "At the line"

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from curation.models import Change, Entry, Event, Item, ItemState, Order, Page, Source, SourceStatus
+from curation.posts import Post
 
 ChangeListener = Callable[[Sequence[Change]], None]
 
@@ -118,6 +119,27 @@ class Store(Protocol):
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
         """Items held for moderation, newest first."""
+        ...
+
+    async def add_post(self, item: Item, *, editor: str, now: datetime | None = None) -> Change:
+        """Store an editor's post (posts.new_item) with its change and an audit entry."""
+        ...
+
+    async def edit_post(
+        self,
+        event: str,
+        item_id: str,
+        post: Post,
+        *,
+        editor: str,
+        version: int | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Item, Change]:
+        """Correct an editor's post in place (posts.corrected). Raises ItemNotFound, VersionConflict."""
+        ...
+
+    async def publish_due(self, *, now: datetime | None = None) -> list[Change]:
+        """Publish every scheduled post whose time has come, in every event."""
         ...
 
     async def recent(self, event: str, *, states: Sequence[ItemState], limit: int = MAX_PAGE) -> tuple[int, list[Item]]:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from curation import timeline
+from curation import posts, timeline
 from curation.codec import change_message, dumps, item_from_record, item_to_record
 from curation.errors import ItemNotFound, StoreError, VersionConflict
 from curation.models import (
@@ -37,6 +37,7 @@ from curation.models import (
     utcnow,
 )
 from curation.normalize import canonical_url
+from curation.posts import Post
 from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener
 from curation.store.sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin
 
@@ -406,10 +407,7 @@ class SQLiteStore(AccountsMixin):
             self._append(conn, change)
             self._set_head(conn, event, seq)
             detail = {"before": item_to_record(before), "label": label, "text": text, "version": after.version}
-            conn.execute(
-                "INSERT INTO audit (event, seq, at, editor, action, item_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (event, seq, rfc3339(when), editor, action, item_id, dumps(detail)),
-            )
+            self._audit(conn, event, seq, when, editor, action, item_id, detail)
             return after, change
 
         def notify(result: tuple[Item, Change | None]) -> None:
@@ -417,6 +415,86 @@ class SQLiteStore(AccountsMixin):
                 self._notify([result[1]])
 
         return await self._write(run, notify)
+
+    async def add_post(self, item: Item, *, editor: str, now: datetime | None = None) -> Change:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> Change:
+            seq = self._head(conn, item.event) + 1
+            change = _with_message(timeline.change_for(None, item, seq=seq, now=when))
+            self._put_item(conn, item)
+            self._append(conn, change)
+            self._set_head(conn, item.event, seq)
+            self._audit(conn, item.event, seq, when, editor, "post", item.id, {"before": None})
+            return change
+
+        return await self._write(run, lambda change: self._notify([change]))
+
+    async def edit_post(
+        self,
+        event: str,
+        item_id: str,
+        post: Post,
+        *,
+        editor: str,
+        version: int | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Item, Change]:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> tuple[Item, Change]:
+            before = self._load(conn, event, item_id)
+            if before is None or before.source_id != posts.DESK_SOURCE:
+                raise ItemNotFound(event, item_id)
+            if version is not None and version != before.version:
+                raise VersionConflict(before, version)
+            after = posts.corrected(before, post, editor=editor, now=when)
+            seq = self._head(conn, event) + 1
+            change = _with_message(timeline.change_for(before, after, seq=seq, now=when))
+            self._put_item(conn, after)
+            self._append(conn, change)
+            self._set_head(conn, event, seq)
+            self._audit(conn, event, seq, when, editor, "correct", item_id, {"before": item_to_record(before)})
+            return after, change
+
+        return await self._write(run, lambda result: self._notify([result[1]]))
+
+    async def publish_due(self, *, now: datetime | None = None) -> list[Change]:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> list[Change]:
+            rows = conn.execute(
+                "SELECT data FROM items WHERE state = 'scheduled' AND sort_us <= ? ORDER BY sort_us", (_us(when),)
+            ).fetchall()
+            changes = []
+            for row in rows:
+                before = item_from_record(json.loads(row[0]))
+                after = before.replace(state=ItemState.PUBLISHED, version=before.version + 1)
+                seq = self._head(conn, before.event) + 1
+                change = _with_message(timeline.change_for(before, after, seq=seq, now=when))
+                self._put_item(conn, after)
+                self._append(conn, change)
+                self._set_head(conn, before.event, seq)
+                changes.append(change)
+            return changes
+
+        return await self._write(run, self._notify)
+
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        event: str,
+        seq: int,
+        when: datetime,
+        editor: str,
+        action: str,
+        item_id: str,
+        detail: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (event, seq, at, editor, action, item_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event, seq, rfc3339(when), editor, action, item_id, dumps(detail)),
+        )
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
         return (await self.recent(event, states=(ItemState.QUEUED,), limit=limit))[1]

@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/api/events/{slug}/items/{item_id}/actions", editor_api.action, methods=["POST"]),
         Route("/api/events/{slug}/sources/{source_id}/actions", editor_api.source_action, methods=["POST"]),
         WebSocketRoute("/api/events/{slug}/desk/live", editor_api.desk_live),
+        Route("/api/events/{slug}/posts", editor_api.create_post, methods=["POST"]),
+        Route("/api/events/{slug}/posts/{item_id}", editor_api.correct_post, methods=["PATCH"]),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages

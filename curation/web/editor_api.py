@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import secrets
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from curation import posts
 from curation.auth import authenticate, require_editor
 from curation.codec import item_to_editor_json
 from curation.errors import ItemNotFound, VersionConflict
-from curation.models import Item, ItemState
+from curation.models import Item, ItemState, utcnow
+from curation.posts import Post, PostError, validate
 from curation.service import Fil
 from curation.timeline import ACTIONS
 from curation.web.live import CLOSE_UNKNOWN_EVENT, QueueSink, TransportSink
 from curation.web.wsproto import SCOPE_KEY, FilWebSocketProtocol
 
 CLOSE_UNAUTHENTICATED = 4401
+#: the source label of editors' own posts (the author is the editor)
+NEWSROOM_LABEL = "Live desk"
 
 MAX_ACTION_BODY = 16 * 1024
 
@@ -178,3 +184,74 @@ async def desk_live(websocket: WebSocket) -> None:
         fil.hub.leave_editor(slug, sink)
         if isinstance(sink, QueueSink):
             sink.close()
+
+
+def _post_from(body: object, *, require_text: bool = True) -> tuple[Post, int | None]:
+    if not isinstance(body, dict):
+        raise PostError("body: expected a JSON object")
+    fields: dict[str, str | None] = {}
+    for key in ("text", "image_url", "image_alt", "link", "key_moment", "publish_at"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise PostError(f"{key}: expected a string")
+        fields[key] = value
+    version = body.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise PostError("version: expected a number")
+    when = None
+    if fields["publish_at"]:
+        try:
+            when = datetime.fromisoformat(fields["publish_at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise PostError("publish_at: not an RFC 3339 date") from None
+        if when.tzinfo is None:
+            raise PostError("publish_at: give a time zone (Z or +02:00)")
+        when = when.astimezone(UTC)
+    post = Post(
+        text=fields["text"] or "",
+        image_url=fields["image_url"],
+        image_alt=fields["image_alt"],
+        link=fields["link"],
+        key_moment=fields["key_moment"],
+        publish_at=when,
+    )
+    return validate(post), version
+
+
+async def create_post(request: Request) -> Response:
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    try:
+        post, _ = _post_from(json.loads(await request.body() or b"{}"))
+    except ValueError as e:
+        return _error(400, str(e) if isinstance(e, PostError) else "body: not JSON")
+    item = posts.new_item(
+        post, event=slug, editor=editor.name, key=secrets.token_urlsafe(9), label=NEWSROOM_LABEL, now=utcnow()
+    )
+    await fil.store.add_post(item, editor=editor.name)
+    return JSONResponse({"item": item_to_editor_json(item)}, status_code=201)
+
+
+async def correct_post(request: Request) -> Response:
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    try:
+        post, version = _post_from(json.loads(await request.body() or b"{}"))
+    except ValueError as e:
+        return _error(400, str(e) if isinstance(e, PostError) else "body: not JSON")
+    try:
+        item, change = await fil.store.edit_post(
+            slug, str(request.path_params["item_id"]), post, editor=editor.name, version=version
+        )
+    except ItemNotFound as e:
+        return _error(404, str(e))
+    except VersionConflict as e:
+        assert isinstance(e.current, Item)
+        return _error(409, str(e), item=item_to_editor_json(e.current))
+    return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq})
