@@ -50,7 +50,11 @@
     actions.appendChild(button(item, item.pinned ? "unpin" : "pin", item.pinned ? "Unpin" : "Pin"));
     actions.appendChild(button(item, item.key_moment ? "unhighlight" : "highlight", item.key_moment ? "Not key" : "Key moment"));
     actions.appendChild(button(item, "note", "Note"));
-    if (item.state === "queued") actions.appendChild(button(item, "approve-source", "Approve all from " + item.source.label));
+    if (item.state === "queued") {
+      actions.appendChild(button(item, "approve-source", "Approve all from " + item.source.label));
+      actions.appendChild(button(item, "reject-source", "Reject all from " + item.source.label));
+    }
+    if (item.source.id === "desk") actions.appendChild(button(item, "edit", "Correct"));
     node.appendChild(actions);
     node.dataset.search = [item.title, item.text, item.author && item.author.name, item.source.label].join(" ").toLowerCase();
     return node;
@@ -91,8 +95,42 @@
     }).then(function (r) { return r.json().then(function (j) { return { status: r.status, body: j }; }); });
   }
 
+  var composer = document.getElementById("composer");
+  function compose(e) {
+    e.preventDefault();
+    var f = composer.elements;
+    var body = { text: f.text.value, image_url: f.image_url.value || null, image_alt: f.image_alt.value || null,
+                 link: f.link.value || null, key_moment: f.key_moment.value || null };
+    if (f.publish_at.value) body.publish_at = new Date(f.publish_at.value).toISOString();
+    var id = f.item_id.value;
+    var url = api + "/posts" + (id ? "/" + encodeURIComponent(id) : "");
+    if (id) body.version = items[id] ? items[id].version : undefined;
+    fetch(url, { method: id ? "PATCH" : "POST", credentials: "same-origin",
+                 headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) })
+      .then(function (r) { return r.json().then(function (j) { return { status: r.status, body: j }; }); })
+      .then(function (r) {
+        if (r.status === 200 || r.status === 201) { say(id ? "Corrected." : "Published."); composer.reset(); f.item_id.value = ""; show(r.body.item); }
+        else if (r.status === 409) { show(r.body.item); say("Someone corrected this post first: check it and try again."); }
+        else say(r.body.error || ("HTTP " + r.status));
+      });
+  }
+  composer.addEventListener("submit", compose);
+  composer.addEventListener("reset", function () { composer.elements.item_id.value = ""; document.getElementById("compose-submit").textContent = "Publish"; });
+
+  function edit(item) {
+    var f = composer.elements;
+    f.item_id.value = item.id;
+    f.text.value = item.text || "";
+    var image = (item.media || [])[0];
+    f.image_url.value = image ? image.url : ""; f.image_alt.value = image && image.alt ? image.alt : "";
+    f.link.value = item.card ? item.card.url : ""; f.key_moment.value = item.key_moment || "";
+    document.getElementById("compose-submit").textContent = "Correct";
+    f.text.focus();
+  }
+
   function act(id, action) {
     var item = items[id]; if (!item) return;
+    if (action === "edit") return edit(item);
     if (action === "approve-source" || action === "reject-source") {
       return post(api + "/sources/" + encodeURIComponent(item.source.id) + "/actions", { action: action.split("-")[0] })
         .then(function (r) { say(r.status === 200 ? r.body.changed + " items " + action.split("-")[0] + "d" : r.body.error); });

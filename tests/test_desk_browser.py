@@ -108,3 +108,23 @@ async def test_editors_approve_pin_and_hide_and_readers_see_it_live(
     await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 1", timeout=WAIT_MS)
     await ben.wait_for_selector("#timeline .card.state-hidden", timeout=WAIT_MS)
     assert "Wire story 2" in (await reader.locator("#timeline article").inner_text())
+
+
+async def test_an_editor_writes_an_update_and_corrects_it(browser: Browser, fil: RunningFil) -> None:  # noqa: F811
+    ana = await login(browser, fil, "ana")
+    reader = await (await browser.new_context()).new_page()
+    await reader.goto(f"{fil.base}/events/{SLUG}")
+    await reader.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+    await ana.fill('#composer textarea[name="text"]', "**Crash** in the descent, *three riders* down")
+    await ana.fill('#composer input[name="key_moment"]', "crash")
+    await ana.click("#compose-submit")
+    await reader.wait_for_selector("#timeline article strong", timeout=WAIT_MS)
+    assert (await reader.locator("#timeline article strong").inner_text()) == "Crash"
+    await ana.click('#timeline .card button[data-action="edit"]')
+    await ana.fill('#composer textarea[name="text"]', "Crash in the descent, two riders down")
+    await ana.click("#compose-submit")
+    await reader.wait_for_function(
+        "document.querySelector('#timeline article .body').textContent.includes('two riders')", timeout=WAIT_MS
+    )
+    assert await reader.locator("#timeline article").count() == 1
+    assert await reader.locator("#timeline article .updated").count() == 1

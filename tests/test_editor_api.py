@@ -202,7 +202,8 @@ async def test_editor_posts_publish_now_or_later_and_corrections_keep_their_plac
             "POST",
             posts,
             {
-                "text": "**Attack!** *Castagnède* goes on the [Aubisque](https://x.example/a)\n\n- gap 30s\n- <b>raw</b>",
+                "text": "**Attack!** *Castagnède* goes on the [Aubisque](https://x.example/a)"
+                "\n\n- gap 30s\n- <b>raw</b>",
                 "image_url": "https://img.example/attack.jpg",
                 "image_alt": "Castagnède out of the saddle",
                 "link": "https://x.example/live",
