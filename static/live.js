@@ -48,6 +48,13 @@
     article.dataset.sort = String(sortKey(item));
     article.dataset.pinned = item.pinned ? "1" : "0";
     article.dataset.version = String(item.version);
+    if (item.pinned || item.key_moment) {
+      var flags = el("p", "flags");
+      if (item.pinned) flags.appendChild(el("span", "pin", T.pinned));
+      if (item.key_moment) flags.appendChild(el("span", "moment", item.key_moment));
+      article.appendChild(flags);
+    }
+    if (item.note) article.appendChild(el("p", "note", item.note));
     if (item.reposted_by) {
       var shared = el("p", "reposted", T.reposted_by + " ");
       var by = item.reposted_by.name || item.reposted_by.handle || "";

@@ -25,6 +25,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "timeline": "Live timeline",
         "content_warning": "Content warning",
         "reposted_by": "Shared by",
+        "pinned": "Pinned",
     },
     "fr": {
         "editorial": "Rédaction",
@@ -48,6 +49,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "timeline": "Fil en direct",
         "content_warning": "Avertissement",
         "reposted_by": "Partagé par",
+        "pinned": "Épinglé",
     },
 }
 
