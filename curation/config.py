@@ -48,6 +48,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CURATION_WEBSUB_SAFETY_INTERVAL", "15m", "while WebSub push is healthy, a feed is polled at most this often"
     ),
+    Setting("CURATION_BLUESKY_APPVIEW", "https://public.api.bsky.app", "AppView that reads pasted Bluesky post URLs"),
+    Setting("CURATION_YOUTUBE_OEMBED", "https://www.youtube.com/oembed", "oEmbed endpoint for pasted YouTube URLs"),
+    Setting("CURATION_X_OEMBED", "https://publish.twitter.com/oembed", "oEmbed endpoint for pasted X (Twitter) URLs"),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -110,6 +113,9 @@ class Settings:
     schedule_check: float = 1.0
     websub_lease: float = 86400.0
     websub_safety_interval: float = 900.0
+    bluesky_appview: str = "https://public.api.bsky.app"
+    youtube_oembed: str = "https://www.youtube.com/oembed"
+    x_oembed: str = "https://publish.twitter.com/oembed"
 
     @property
     def base_url(self) -> str:
@@ -149,4 +155,7 @@ class Settings:
             log_level=values["CURATION_LOG_LEVEL"],
             websub_lease=convert("CURATION_WEBSUB_LEASE", parse_duration),
             websub_safety_interval=convert("CURATION_WEBSUB_SAFETY_INTERVAL", parse_duration),
+            bluesky_appview=values["CURATION_BLUESKY_APPVIEW"],
+            youtube_oembed=values["CURATION_YOUTUBE_OEMBED"],
+            x_oembed=values["CURATION_X_OEMBED"],
         )

@@ -111,6 +111,8 @@ class Hub:
         self.channels: dict[str, Channel] = {}
         #: editors' desks per event: they get every change (queued, hidden...), as editor JSON
         self.editors: dict[str, set[Sink]] = {}
+        #: the latest out-of-log message per event (the header), for readers who join later
+        self.sticky: dict[str, bytes] = {}
         self.dropped = 0
         self.deliveries = 0
 
@@ -147,6 +149,24 @@ class Hub:
                 self.dropped += len(gone)
                 channel.readers.difference_update(gone)
 
+    def send_all(self, event: str, message: dict[str, object]) -> int:
+        """Send a message outside the change log (the header block) to every reader and desk of the event.
+
+        It is framed once; a sink that refuses it is dropped like on a change. Returns how many got it.
+        The latest such message is also sent to every reader that joins later, right after its hello,
+        so a reader that was away when the header changed catches up without a log entry.
+        """
+        frame = (message_frame(message),)
+        self.sticky[event] = frame[0]
+        sent = 0
+        channel = self.channels.get(event)
+        for sinks in (channel.readers if channel else set(), self.editors.get(event, set())):
+            gone = [sink for sink in sinks if not sink.send(frame)]
+            sent += len(sinks) - len(gone)
+            self.dropped += len(gone)
+            sinks.difference_update(gone)
+        return sent
+
     def _to_editors(self, event: str, changes: Sequence[Change]) -> None:
         frames = [text_frame(editor_message(c).encode()) for c in changes if c.item is not None]
         desks = self.editors[event]
@@ -178,7 +198,10 @@ class Hub:
         Returns False when the reader went away (or was too slow) before it was registered.
         """
         channel = await self._channel(event)
-        if not sink.send((message_frame({"type": "hello", "seq": channel.head}),)):
+        hello = [message_frame({"type": "hello", "seq": channel.head})]
+        if event in self.sticky:
+            hello.append(self.sticky[event])
+        if not sink.send(hello):
             return False
         if since is None:
             channel.readers.add(sink)

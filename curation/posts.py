@@ -161,3 +161,41 @@ def corrected(item: Item, post: Post, *, editor: str, now: datetime) -> Item:
         updated_at=now if item.state is not ItemState.SCHEDULED else None,
         version=item.version + 1,
     )
+
+
+#: the source label of posts pasted by URL (the author stays the post's own)
+PASTED_LABEL = "Pasted"
+
+
+def pasted_id(key: str) -> str:
+    """The item id of a pasted post: the same URL always gives the same item."""
+    return "desk-paste-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def pasted_item(entry: Entry, *, event: str, now: datetime) -> Item:
+    """A post an editor pasted by URL (paste.resolve): published now, credited to its own author (the audit
+    trail names the editor who pasted it)."""
+    return Item(
+        id=pasted_id(entry.key),
+        event=event,
+        source_id=DESK_SOURCE,
+        source_kind=DESK_SOURCE,
+        source_label=PASTED_LABEL,
+        role=Role.OTHER,  # someone else's words: not styled as the newsroom's own
+        kind=ItemKind.POST,
+        key=entry.key,
+        url=entry.url,
+        title=entry.title,
+        text=entry.text,
+        html=entry.html,
+        content_hash=entry.content_hash,
+        author=entry.author,
+        media=entry.media,
+        published_at=entry.published_at or now,
+        updated_at=None,
+        first_seen_at=now,
+        sort_at=now,
+        content_warning=entry.content_warning,
+        card=entry.card,
+        reposted_by=entry.reposted_by,
+    )

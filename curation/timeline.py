@@ -36,15 +36,18 @@ def admitted(entry: Entry, source: Source) -> bool:
     return not (source.exclude and _matches(entry, source.exclude))
 
 
-def initial_state(entry: Entry, source: Source, event: Event) -> ItemState:
+def initial_state(entry: Entry, source: Source, event: Event, *, muted: bool = False) -> ItemState:
+    """Blocked words reject; a muted source (an editor's "hold this for a while") or a queue source holds."""
     if event.keywords_block and _matches(entry, event.keywords_block):
         return ItemState.REJECTED
+    if muted:
+        return ItemState.QUEUED
     if source.moderation is Moderation.QUEUE and not (event.keywords_allow and _matches(entry, event.keywords_allow)):
         return ItemState.QUEUED
     return ItemState.PUBLISHED
 
 
-def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: datetime) -> Item:
+def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: datetime, muted: bool = False) -> Item:
     """Place a first-seen entry.
 
     The timeline is ordered by `sort_at` = the upstream date, but never later than the moment Fil
@@ -74,7 +77,7 @@ def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: 
         updated_at=None,
         first_seen_at=now,
         sort_at=min(published, now),
-        state=initial_state(entry, source, event),
+        state=initial_state(entry, source, event, muted=muted),
         content_warning=entry.content_warning,
         card=entry.card,
         reposted_by=entry.reposted_by,

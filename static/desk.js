@@ -54,7 +54,8 @@
       actions.appendChild(button(item, "approve-source", "Approve all from " + item.source.label));
       actions.appendChild(button(item, "reject-source", "Reject all from " + item.source.label));
     }
-    if (item.source.id === "desk") actions.appendChild(button(item, "edit", "Correct"));
+    // a pasted post (kind "post") is someone else's words: it is not corrected, only moderated
+    if (item.source.id === "desk" && item.kind !== "post") actions.appendChild(button(item, "edit", "Correct"));
     node.appendChild(actions);
     node.dataset.search = [item.title, item.text, item.author && item.author.name, item.source.label].join(" ").toLowerCase();
     return node;
@@ -190,4 +191,154 @@
     };
   }
   connect();
+})();
+
+// -- header block editor and source mutes (issue 4 §5b, §2) ------------------------------------------------
+// Separate from the desk above on purpose: it loads its own state from /desk and adds a "Mute 30 min" button
+// to queue and timeline cards as they appear (matched to a source by its label).
+(function () {
+  "use strict";
+  var desk = document.getElementById("desk");
+  var form = document.getElementById("header-form");
+  if (!desk || !form) return;
+  var api = "/api/events/" + encodeURIComponent(desk.dataset.slug);
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var message = document.getElementById("message");
+  var version = 0;
+  var sources = [];   // [{id, label, muted_until}]
+  var MUTE_MINUTES = 30;
+
+  function say(text) { if (message) message.textContent = text; }
+  function send(method, url, body) {
+    return fetch(url, {
+      method: method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body)
+    }).then(function (r) { return r.json().then(function (j) { return { status: r.status, body: j }; }); });
+  }
+  function cells(line) { return line.split("|").map(function (c) { return c.trim(); }); }
+  function lines(text) { return text.split("\n").filter(function (l) { return l.trim() !== ""; }); }
+
+  function fill(header) {
+    var f = form.elements;
+    version = header.version || 0;
+    f.summary.value = header.summary || "";
+    f.facts.value = (header.facts || []).map(function (x) { return x.label + " | " + x.value; }).join("\n");
+    f.standings.value = (header.standings || []).map(function (x) {
+      return (x.rank || "") + " | " + x.name + (x.detail ? " | " + x.detail : "");
+    }).join("\n");
+    var shown = document.getElementById("header-version");
+    if (shown) shown.textContent = header.updated_by ? "(v" + version + " by " + header.updated_by + ")" : "";
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var f = form.elements;
+    var body = {
+      version: version,
+      summary: f.summary.value,
+      facts: lines(f.facts.value).map(function (l) { var c = cells(l); return { label: c[0], value: c.slice(1).join(" | ") }; }),
+      standings: lines(f.standings.value).map(function (l) {
+        var c = cells(l);
+        return c.length === 1 ? { name: c[0] } : { rank: c[0] || null, name: c[1], detail: c.slice(2).join(" | ") };
+      })
+    };
+    send("PUT", api + "/header", body).then(function (r) {
+      if (r.status === 200) { fill(r.body.header); say("Header saved."); }
+      else if (r.status === 409) { fill(r.body.header); say("Someone changed the header first: it is shown as it is now."); }
+      else say(r.body.error || ("HTTP " + r.status));
+    });
+  });
+
+  function mutedUntil(source) {
+    var until = source && source.muted_until ? Date.parse(source.muted_until) : 0;
+    return until > Date.now() ? until : 0;
+  }
+  function byLabel(label) {
+    var found = sources.filter(function (s) { return s.label === label; });
+    return found.length === 1 ? found[0] : null;
+  }
+  function mute(source, minutes) {
+    send("POST", api + "/sources/" + encodeURIComponent(source.id) + "/mute", { minutes: minutes }).then(function (r) {
+      if (r.status !== 200) { say(r.body.error || ("HTTP " + r.status)); return; }
+      source.muted_until = r.body.muted_until;
+      say(minutes ? source.label + " muted until " + new Date(mutedUntil(source)).toLocaleTimeString() : source.label + " unmuted.");
+      render();
+    });
+  }
+  function muteButton(source) {
+    var until = mutedUntil(source);
+    var b = document.createElement("button");
+    b.type = "button"; b.className = "mute";
+    b.textContent = until ? "Unmute (muted until " + new Date(until).toLocaleTimeString() + ")" : "Mute " + MUTE_MINUTES + " min";
+    b.addEventListener("click", function () { mute(source, until ? 0 : MUTE_MINUTES); });
+    return b;
+  }
+
+  function decorate(node) {
+    var meta = node.querySelector(".meta span");
+    var actions = node.querySelector(".actions");
+    if (!meta || !actions) return;
+    var source = byLabel(meta.textContent.split(" · ")[0]);
+    var old = actions.querySelector("button.mute");
+    if (old) old.remove();
+    if (source && source.id !== "desk") actions.appendChild(muteButton(source));
+  }
+  function render() {
+    var list = document.getElementById("mute-list");
+    if (list) {
+      list.replaceChildren.apply(list, sources.map(function (s) {
+        var li = document.createElement("li");
+        li.appendChild(document.createTextNode(s.label + " "));
+        li.appendChild(muteButton(s));
+        return li;
+      }));
+    }
+    document.querySelectorAll("#queue .card, #timeline .card").forEach(decorate);
+  }
+
+  var watch = new MutationObserver(function (records) {
+    records.forEach(function (r) { r.addedNodes.forEach(function (n) { if (n.classList && n.classList.contains("card")) decorate(n); }); });
+  });
+  ["queue", "timeline"].forEach(function (id) { var list = document.getElementById(id); if (list) watch.observe(list, { childList: true }); });
+  setInterval(render, 60000);  // a mute ends on its own: the buttons follow
+
+  fetch(api + "/desk", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (state) {
+    if (!state) return;
+    if (state.header) fill(state.header);
+    sources = state.sources || [];
+    render();
+  });
+})();
+
+// -- paste a post URL (issue 4 §5a) ---------------------------------------------------------------------------
+// The server reads the post (Mastodon, Bluesky, YouTube, X) and stores it; the desk websocket then shows it.
+(function () {
+  "use strict";
+  var desk = document.getElementById("desk");
+  var form = document.getElementById("paste-form");
+  if (!desk || !form) return;
+  var api = "/api/events/" + encodeURIComponent(desk.dataset.slug);
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var message = document.getElementById("paste-message");
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var field = form.elements.url;
+    var button = form.querySelector("button");
+    button.disabled = true;
+    message.textContent = "Reading " + field.value + "…";
+    fetch(api + "/paste", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ url: field.value })
+    }).then(function (r) {
+      return r.json().then(function (j) { return { status: r.status, body: j }; }, function () { return { status: r.status, body: {} }; });
+    }).then(function (r) {
+      if (r.status === 201) { message.textContent = "Added to the timeline."; field.value = ""; }
+      else if (r.status === 200) { message.textContent = "Already on the timeline."; field.value = ""; }
+      else message.textContent = r.body.error || ("HTTP " + r.status);
+    }, function () {
+      message.textContent = "Fil could not be reached: try again.";
+    }).then(function () { button.disabled = false; });
+  });
 })();

@@ -186,8 +186,49 @@
       if (message.type === "upsert") upsert(message.item); else remove(message.id);
     } else if (message.type === "reset") {
       reload();
+    } else if (message.type === "header") {
+      showHeader(message.header);
     }
     // hello and unknown types need nothing
+  }
+
+  // The editors' header block (summary, key facts, standings), replaced whole on every change.
+  // summary_html is sanitized by the server; everything else goes in as text.
+  function showHeader(header) {
+    var box = document.getElementById("header");
+    if (!box) return;
+    var empty = !header || (!header.summary_html && !(header.facts || []).length && !(header.standings || []).length);
+    box.hidden = empty;
+    if (empty) { box.replaceChildren(); return; }
+    var nodes = [];
+    if (header.summary_html) {
+      var summary = el("div", "summary");
+      summary.innerHTML = header.summary_html;
+      nodes.push(summary);
+    }
+    if ((header.facts || []).length) {
+      var facts = el("dl", "facts");
+      header.facts.forEach(function (f) {
+        var row = el("div");
+        row.appendChild(el("dt", null, f.label));
+        row.appendChild(el("dd", null, f.value));
+        facts.appendChild(row);
+      });
+      nodes.push(facts);
+    }
+    if ((header.standings || []).length) {
+      var standings = el("ol", "standings");
+      header.standings.forEach(function (s) {
+        var li = el("li");
+        if (s.rank) { li.appendChild(el("span", "rank", s.rank)); li.appendChild(document.createTextNode(" ")); }
+        li.appendChild(el("span", "name", s.name));
+        if (s.detail) { li.appendChild(document.createTextNode(" ")); li.appendChild(el("span", "detail", s.detail)); }
+        standings.appendChild(li);
+      });
+      nodes.push(standings);
+    }
+    box.replaceChildren.apply(box, nodes);
+    if (announce) announce.textContent = T.header || "";
   }
 
   function reload() {
@@ -199,6 +240,7 @@
         var nodes = page.items.map(render);
         timeline.replaceChildren.apply(timeline, nodes);
         seq = page.seq;
+        if ("header" in page) showHeader(page.header);
       })
       .catch(function () { if (socket) socket.close(); })
       .finally(function () {

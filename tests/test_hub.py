@@ -125,3 +125,16 @@ async def test_queued_changes_are_gaps_not_frames(store: Store) -> None:
     await store.ingest(EVENT, replace(DESK, moderation=Moderation.QUEUE), [make_entry("held")], now=T0)
     await store.ingest(EVENT, make_source("wire"), [make_entry("shown")], now=T0)
     assert [m.get("seq") for m in sink.messages()] == [0, 2]
+
+
+async def test_the_latest_header_reaches_readers_who_join_later(store: Store) -> None:
+    hub = Hub(store)
+    store.listen(hub.publish)
+    present = FakeSink()
+    await hub.join(EVENT.slug, present, None)
+    assert hub.send_all(EVENT.slug, {"type": "header", "header": {"summary": "v1"}}) == 1
+    assert hub.send_all(EVENT.slug, {"type": "header", "header": {"summary": "v2"}}) == 1
+    late = FakeSink()
+    await hub.join(EVENT.slug, late, 0)
+    assert [m["type"] for m in late.messages()] == ["hello", "header"]
+    assert late.messages()[1]["header"] == {"summary": "v2"}

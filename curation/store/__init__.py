@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from curation.header import Header
 from curation.models import Change, Entry, Event, Item, ItemState, Order, Page, Source, SourceStatus
 from curation.posts import Post
 
@@ -148,6 +149,29 @@ class Store(Protocol):
 
     async def audit(self, event: str, *, limit: int = 200, before: int | None = None) -> list[AuditEntry]:
         """The event's audit trail, newest first; `before` pages by entry id."""
+        ...
+
+    async def get_header(self, event: str) -> Header | None:
+        """The event's header block, or None when no editor has written one."""
+        ...
+
+    async def set_header(self, event: str, header: Header, *, editor: str, now: datetime | None = None) -> Header:
+        """Store a new header (its version one more than the stored one) with an audit entry.
+
+        `header.version` is the version the editor saw (0: none yet).
+        Raises:
+            VersionConflict: the stored header is at another version (`current` is it).
+        """
+        ...
+
+    async def mute_source(
+        self, event: str, source_id: str, until: datetime | None, *, editor: str, now: datetime | None = None
+    ) -> None:
+        """Hold new items of this source in this event in the queue until `until` (None: unmute now)."""
+        ...
+
+    async def mutes(self, event: str, *, now: datetime | None = None) -> dict[str, datetime]:
+        """The sources muted in this event now, with when each mute ends."""
         ...
 
     async def load_statuses(self) -> dict[str, SourceStatus]: ...

@@ -16,12 +16,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from curation import posts, timeline
 from curation.codec import change_message, dumps, item_from_record, item_to_record
 from curation.errors import ItemNotFound, StoreError, VersionConflict
+from curation.header import Header, header_from_record, header_to_record
 from curation.models import (
     Change,
     Entry,
@@ -63,6 +64,9 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, seq INTEGER, at TEXT NOT NULL, editor TEXT NOT NULL,
     action TEXT NOT NULL, item_id TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_event ON audit (event, id);
+CREATE TABLE IF NOT EXISTS headers (event TEXT PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mutes (
+    event TEXT NOT NULL, source_id TEXT NOT NULL, until_us INTEGER NOT NULL, PRIMARY KEY (event, source_id));
 """
 
 
@@ -268,6 +272,7 @@ class SQLiteStore(AccountsMixin):
         )
         seq = self._head(conn, event.slug)
         changes: list[Change] = []
+        muted = self._muted(conn, event.slug, source.id, now)
         for entry in entries:
             if not timeline.admitted(entry, source):
                 continue
@@ -276,7 +281,7 @@ class SQLiteStore(AccountsMixin):
                 continue  # seen before and left out, or the same story already in from another source
             if before is None:
                 after: Item | None = timeline.new_item(
-                    entry, source, event, item_id_=timeline.item_id(source.id, entry.key), now=now
+                    entry, source, event, item_id_=timeline.item_id(source.id, entry.key), now=now, muted=muted
                 )
             else:
                 after = timeline.updated_item(before, entry, now=now)
@@ -307,6 +312,12 @@ class SQLiteStore(AccountsMixin):
         if changes:
             self._set_head(conn, event.slug, seq)
         return changes
+
+    def _muted(self, conn: sqlite3.Connection, event: str, source_id: str, now: datetime) -> bool:
+        row = conn.execute(
+            "SELECT until_us FROM mutes WHERE event = ? AND source_id = ?", (event, source_id)
+        ).fetchone()
+        return row is not None and int(row[0]) > _us(now)
 
     def _find(self, conn: sqlite3.Connection, event: str, source_id: str, entry: Entry) -> tuple[Item | None, bool]:
         """The item this entry already is, and whether it stands for an item of another source.
@@ -484,7 +495,7 @@ class SQLiteStore(AccountsMixin):
         self,
         conn: sqlite3.Connection,
         event: str,
-        seq: int,
+        seq: int | None,
         when: datetime,
         editor: str,
         action: str,
@@ -495,6 +506,61 @@ class SQLiteStore(AccountsMixin):
             "INSERT INTO audit (event, seq, at, editor, action, item_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event, seq, rfc3339(when), editor, action, item_id, dumps(detail)),
         )
+
+    async def get_header(self, event: str) -> Header | None:
+        def run(conn: sqlite3.Connection) -> Header | None:
+            return self._load_header(conn, event)
+
+        return await self._read(run)
+
+    def _load_header(self, conn: sqlite3.Connection, event: str) -> Header | None:
+        row = conn.execute("SELECT data FROM headers WHERE event = ?", (event,)).fetchone()
+        return header_from_record(json.loads(row[0])) if row else None
+
+    async def set_header(self, event: str, header: Header, *, editor: str, now: datetime | None = None) -> Header:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> Header:
+            before = self._load_header(conn, event)
+            current = before.version if before else 0
+            if header.version != current:
+                raise VersionConflict(before or Header(), header.version)
+            after = dataclasses.replace(header, updated_at=when, updated_by=editor, version=current + 1)
+            conn.execute(
+                "INSERT OR REPLACE INTO headers VALUES (?, ?, ?)",
+                (event, after.version, dumps(header_to_record(after))),
+            )
+            detail = {"before": header_to_record(before) if before else None, "version": after.version}
+            self._audit(conn, event, None, when, editor, "header", "", detail)
+            return after
+
+        return await self._write(run)
+
+    async def mute_source(
+        self, event: str, source_id: str, until: datetime | None, *, editor: str, now: datetime | None = None
+    ) -> None:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> None:
+            if until is None or until <= when:
+                conn.execute("DELETE FROM mutes WHERE event = ? AND source_id = ?", (event, source_id))
+            else:
+                conn.execute("INSERT OR REPLACE INTO mutes VALUES (?, ?, ?)", (event, source_id, _us(until)))
+            detail = {"source_id": source_id, "until": rfc3339(until) if until and until > when else None}
+            self._audit(conn, event, None, when, editor, "mute" if detail["until"] else "unmute", "", detail)
+
+        await self._write(run)
+
+    async def mutes(self, event: str, *, now: datetime | None = None) -> dict[str, datetime]:
+        threshold = _us(now or utcnow())
+
+        def run(conn: sqlite3.Connection) -> dict[str, datetime]:
+            rows = conn.execute(
+                "SELECT source_id, until_us FROM mutes WHERE event = ? AND until_us > ?", (event, threshold)
+            ).fetchall()
+            return {r[0]: datetime.fromtimestamp(r[1] / 1_000_000, UTC) for r in rows}
+
+        return await self._read(run)
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
         return (await self.recent(event, states=(ItemState.QUEUED,), limit=limit))[1]

@@ -57,6 +57,10 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         WebSocketRoute("/api/events/{slug}/desk/live", editor_api.desk_live),
         Route("/api/events/{slug}/posts", editor_api.create_post, methods=["POST"]),
         Route("/api/events/{slug}/posts/{item_id}", editor_api.correct_post, methods=["PATCH"]),
+        Route("/api/events/{slug}/paste", editor_api.paste_post, methods=["POST"]),
+        Route("/api/events/{slug}/header", editor_api.get_header, methods=["GET"]),
+        Route("/api/events/{slug}/header", editor_api.put_header, methods=["PUT"]),
+        Route("/api/events/{slug}/sources/{source_id}/mute", editor_api.mute, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages

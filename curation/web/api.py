@@ -56,7 +56,15 @@ async def items(request: Request) -> Response:
         page = await fil.store.page(slug, limit=limit, before=request.query_params.get("before"), order=event.order)
     except ValueError as e:
         return _error(400, f"before: {e}")
-    return JSONResponse({"items": [item_to_json(i) for i in page.items], "seq": page.seq, "next": page.next})
+    header = await fil.store.get_header(slug)
+    return JSONResponse(
+        {
+            "items": [item_to_json(i) for i in page.items],
+            "seq": page.seq,
+            "next": page.next,
+            "header": header.to_json() if header and not header.empty else None,
+        }
+    )
 
 
 async def sources(request: Request) -> Response:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from curation import posts
+from curation import paste, posts
 from curation.auth import authenticate, require_editor
 from curation.codec import item_to_editor_json
 from curation.errors import ItemNotFound, VersionConflict
-from curation.models import Item, ItemState, utcnow
+from curation.header import Header, HeaderError, parse_header
+from curation.models import Item, ItemKind, ItemState, rfc3339, utcnow
 from curation.posts import Post, PostError, validate
 from curation.service import Fil
 from curation.timeline import ACTIONS
@@ -115,7 +117,15 @@ async def desk_state(request: Request) -> Response:
         return _error(404, f"no such event: {request.path_params['slug']}")
     fil: Fil = request.app.state.fil
     seq, items = await fil.store.recent(slug, states=DESK_STATES, limit=DESK_ITEMS)
-    return JSONResponse({"seq": seq, "items": [item_to_editor_json(i) for i in items]})
+    header = await fil.store.get_header(slug)
+    return JSONResponse(
+        {
+            "seq": seq,
+            "items": [item_to_editor_json(i) for i in items],
+            "header": (header or Header()).to_json(),
+            "sources": await _sources(fil, slug),
+        }
+    )
 
 
 async def source_action(request: Request) -> Response:
@@ -245,6 +255,9 @@ async def correct_post(request: Request) -> Response:
         post, version = _post_from(json.loads(await request.body() or b"{}"))
     except ValueError as e:
         return _error(400, str(e) if isinstance(e, PostError) else "body: not JSON")
+    current = await fil.store.get_item(slug, str(request.path_params["item_id"]))
+    if current is not None and current.kind is ItemKind.POST and current.source_id == posts.DESK_SOURCE:
+        return _error(400, f"{current.id}: a pasted post keeps its author's words (hide or delete it instead)")
     try:
         item, change = await fil.store.edit_post(
             slug, str(request.path_params["item_id"]), post, editor=editor.name, version=version
@@ -255,3 +268,115 @@ async def correct_post(request: Request) -> Response:
         assert isinstance(e.current, Item)
         return _error(409, str(e), item=item_to_editor_json(e.current))
     return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq})
+
+
+# -- the header block and source mutes (issue 4) -----------------------------------------------
+
+MAX_HEADER_BODY = 64 * 1024
+#: the longest mute an editor can set: past a day it is a config change, not a moment's hold
+MAX_MUTE_MINUTES = 24 * 60
+
+
+async def get_header(request: Request) -> Response:
+    await require_editor(request, csrf=False)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    return JSONResponse({"header": ((await fil.store.get_header(slug)) or Header()).to_json()})
+
+
+async def put_header(request: Request) -> Response:
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    raw = await request.body()
+    if len(raw) > MAX_HEADER_BODY:
+        return _error(413, f"body larger than {MAX_HEADER_BODY} bytes")
+    try:
+        header, version = parse_header(json.loads(raw or b"{}"))
+    except ValueError as e:
+        return _error(400, str(e) if isinstance(e, HeaderError) else "body: not JSON")
+    fil: Fil = request.app.state.fil
+    if version is None:
+        current = await fil.store.get_header(slug)
+        version = current.version if current else 0  # no version given: last write wins
+    try:
+        saved = await fil.store.set_header(slug, replace(header, version=version), editor=editor.name)
+    except VersionConflict as e:
+        assert isinstance(e.current, Header)
+        return _error(409, str(e), header=e.current.to_json())
+    body = saved.to_json()
+    fil.hub.send_all(slug, {"type": "header", "header": body})
+    return JSONResponse({"header": body})
+
+
+async def _sources(fil: Fil, slug: str) -> list[dict[str, object]]:
+    event = fil.config.event(slug)
+    muted = await fil.store.mutes(slug)
+    listing: list[dict[str, object]] = []
+    for source_id in event.sources if event else ():
+        source = fil.config.sources.get(source_id)
+        until = muted.get(source_id)
+        listing.append(
+            {
+                "id": source_id,
+                "label": source.label if source else source_id,
+                "muted_until": rfc3339(until) if until else None,
+            }
+        )
+    return listing
+
+
+async def mute(request: Request) -> Response:
+    """Hold a source's new items in the queue for `minutes` (0 unmutes); what it already sent stays."""
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    fil: Fil = request.app.state.fil
+    source_id = str(request.path_params["source_id"])
+    event = fil.config.event(slug)
+    if event is None or source_id not in event.sources:
+        return _error(404, f"no source {source_id!r} in event {slug}")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return _error(400, "body: not JSON")
+    minutes = body.get("minutes") if isinstance(body, dict) else None
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_MUTE_MINUTES:
+        return _error(400, f"minutes: expected a number from 0 (unmute) to {MAX_MUTE_MINUTES}")
+    now = utcnow()
+    until = now + timedelta(minutes=minutes) if minutes > 0 else None
+    await fil.store.mute_source(slug, source_id, until, editor=editor.name, now=now)
+    return JSONResponse({"source_id": source_id, "muted_until": rfc3339(until) if until else None})
+
+
+async def paste_post(request: Request) -> Response:
+    """A post pasted by URL becomes an item credited to its author; pasting the same URL again finds the same item."""
+    editor = await require_editor(request)
+    slug = _event(request)
+    if slug is None:
+        return _error(404, f"no such event: {request.path_params['slug']}")
+    raw = await request.body()
+    if len(raw) > MAX_ACTION_BODY:
+        return _error(413, f"body larger than {MAX_ACTION_BODY} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return _error(400, "body: not JSON")
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str):
+        return _error(400, "url: expected a string")
+    fil: Fil = request.app.state.fil
+    try:
+        entry = await paste.resolve(url, fetcher=fil.fetcher, settings=fil.settings)
+    except paste.PasteError as e:
+        return _error(e.status, str(e))
+    existing = await fil.store.get_item(slug, posts.pasted_id(entry.key))
+    if existing is not None:
+        return JSONResponse({"item": item_to_editor_json(existing)})
+    item = posts.pasted_item(entry, event=slug, now=utcnow())
+    await fil.store.add_post(item, editor=editor.name)
+    return JSONResponse({"item": item_to_editor_json(item)}, status_code=201)

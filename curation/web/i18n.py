@@ -26,6 +26,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "content_warning": "Content warning",
         "reposted_by": "Shared by",
         "pinned": "Pinned",
+        "header": "Key facts",
     },
     "fr": {
         "editorial": "Rédaction",
@@ -50,6 +51,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "content_warning": "Avertissement",
         "reposted_by": "Partagé par",
         "pinned": "Épinglé",
+        "header": "L’essentiel",
     },
 }
 

@@ -40,6 +40,7 @@ async def event_page(request: Request) -> Response:
     if event is None:
         raise HTTPException(404, f"no such event: {slug}")
     page = await fil.store.page(slug, limit=PAGE_SIZE, order=event.order)
+    header = await fil.store.get_header(slug)
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(
         request,
@@ -47,6 +48,7 @@ async def event_page(request: Request) -> Response:
         {
             "event": event,
             "page": page,
+            "header": header.to_json() if header and not header.empty else None,
             "t": strings(event.language),
             "strings_json": dumps(strings(event.language)),
         },
