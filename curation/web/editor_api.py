@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from curation import paste, posts
-from curation.auth import authenticate, require_editor
+from curation.auth import Editor, authenticate, require_editor
 from curation.codec import item_to_editor_json
 from curation.errors import ItemNotFound, VersionConflict
 from curation.header import Header, HeaderError, parse_header
@@ -40,20 +42,56 @@ def _event(request: Request) -> str | None:
     return slug if fil.config.event(slug) is not None else None
 
 
-async def queue(request: Request) -> Response:
-    await require_editor(request, csrf=False)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
+class _Refused(Exception):
+    """A request turned down before the handler's own work; carries the answer."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+Handler = Callable[[Request, Editor, str], Awaitable[Response]]
+
+
+def editor_route(*, csrf: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """An editor-only route on one event: the editor is checked (CSRF for desk sessions unless `csrf=False`,
+    for reads), the event must exist, and a _Refused answer short-cuts the handler."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def route(request: Request) -> Response:
+            editor = await require_editor(request, csrf=csrf)
+            slug = _event(request)
+            if slug is None:
+                return _error(404, f"no such event: {request.path_params['slug']}")
+            try:
+                return await handler(request, editor, slug)
+            except _Refused as refused:
+                return refused.response
+
+        return route
+
+    return wrap
+
+
+async def _json_body(request: Request, *, limit: int = MAX_ACTION_BODY) -> object:
+    """The request's JSON body, or _Refused: 413 over `limit`, 400 when it is not JSON."""
+    raw = await request.body()
+    if len(raw) > limit:
+        raise _Refused(_error(413, f"body larger than {limit} bytes"))
+    try:
+        return json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise _Refused(_error(400, "body: not JSON")) from None
+
+
+@editor_route(csrf=False)
+async def queue(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     return JSONResponse({"items": [item_to_editor_json(i) for i in await fil.store.queue(slug)]})
 
 
-async def audit(request: Request) -> Response:
-    await require_editor(request, csrf=False)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
+@editor_route(csrf=False)
+async def audit(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     return JSONResponse({"entries": [entry.to_json() for entry in await fil.store.audit(slug, limit=1000)]})
 
@@ -65,16 +103,10 @@ def _field(body: dict[str, object], key: str, kind: type) -> object:
     return value
 
 
-async def action(request: Request) -> Response:
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
-    raw = await request.body()
-    if len(raw) > MAX_ACTION_BODY:
-        return _error(413, f"body larger than {MAX_ACTION_BODY} bytes")
+@editor_route()
+async def action(request: Request, editor: Editor, slug: str) -> Response:
+    body = await _json_body(request)
     try:
-        body = json.loads(raw or b"{}")
         if not isinstance(body, dict):
             raise ValueError("body: expected a JSON object")
         name = _field(body, "action", str)
@@ -82,7 +114,7 @@ async def action(request: Request) -> Response:
             raise ValueError(f"action: expected one of {', '.join(ACTIONS)}")
         label, text, version = _field(body, "label", str), _field(body, "text", str), _field(body, "version", int)
     except ValueError as e:
-        return _error(400, str(e) if not isinstance(e, json.JSONDecodeError) else "body: not JSON")
+        return _error(400, str(e))
     fil: Fil = request.app.state.fil
     try:
         item, change = await fil.store.act(
@@ -109,12 +141,9 @@ DESK_STATES = tuple(ItemState)
 DESK_ITEMS = 500
 
 
-async def desk_state(request: Request) -> Response:
+@editor_route(csrf=False)
+async def desk_state(request: Request, editor: Editor, slug: str) -> Response:
     """What a desk loads after its websocket says hello: the newest items in every state, and their seq."""
-    await require_editor(request, csrf=False)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
     fil: Fil = request.app.state.fil
     seq, items = await fil.store.recent(slug, states=DESK_STATES, limit=DESK_ITEMS)
     header = await fil.store.get_header(slug)
@@ -128,16 +157,10 @@ async def desk_state(request: Request) -> Response:
     )
 
 
-async def source_action(request: Request) -> Response:
+@editor_route()
+async def source_action(request: Request, editor: Editor, slug: str) -> Response:
     """Approve or reject everything one source has in the queue (a spam burst on a hashtag)."""
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        return _error(400, "body: not JSON")
+    body = await _json_body(request)
     name = body.get("action") if isinstance(body, dict) else None
     if name not in ("approve", "reject"):
         return _error(400, "action: expected approve or reject")
@@ -228,16 +251,13 @@ def _post_from(body: object, *, require_text: bool = True) -> tuple[Post, int | 
     return validate(post), version
 
 
-async def create_post(request: Request) -> Response:
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
+@editor_route()
+async def create_post(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     try:
-        post, _ = _post_from(json.loads(await request.body() or b"{}"))
-    except ValueError as e:
-        return _error(400, str(e) if isinstance(e, PostError) else "body: not JSON")
+        post, _ = _post_from(await _json_body(request))
+    except PostError as e:
+        return _error(400, str(e))
     item = posts.new_item(
         post, event=slug, editor=editor.name, key=secrets.token_urlsafe(9), label=NEWSROOM_LABEL, now=utcnow()
     )
@@ -245,16 +265,13 @@ async def create_post(request: Request) -> Response:
     return JSONResponse({"item": item_to_editor_json(item)}, status_code=201)
 
 
-async def correct_post(request: Request) -> Response:
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
+@editor_route()
+async def correct_post(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     try:
-        post, version = _post_from(json.loads(await request.body() or b"{}"))
-    except ValueError as e:
-        return _error(400, str(e) if isinstance(e, PostError) else "body: not JSON")
+        post, version = _post_from(await _json_body(request))
+    except PostError as e:
+        return _error(400, str(e))
     current = await fil.store.get_item(slug, str(request.path_params["item_id"]))
     if current is not None and current.kind is ItemKind.POST and current.source_id == posts.DESK_SOURCE:
         return _error(400, f"{current.id}: a pasted post keeps its author's words (hide or delete it instead)")
@@ -277,27 +294,18 @@ MAX_HEADER_BODY = 64 * 1024
 MAX_MUTE_MINUTES = 24 * 60
 
 
-async def get_header(request: Request) -> Response:
-    await require_editor(request, csrf=False)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
+@editor_route(csrf=False)
+async def get_header(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     return JSONResponse({"header": ((await fil.store.get_header(slug)) or Header()).to_json()})
 
 
-async def put_header(request: Request) -> Response:
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
-    raw = await request.body()
-    if len(raw) > MAX_HEADER_BODY:
-        return _error(413, f"body larger than {MAX_HEADER_BODY} bytes")
+@editor_route()
+async def put_header(request: Request, editor: Editor, slug: str) -> Response:
     try:
-        header, version = parse_header(json.loads(raw or b"{}"))
-    except ValueError as e:
-        return _error(400, str(e) if isinstance(e, HeaderError) else "body: not JSON")
+        header, version = parse_header(await _json_body(request, limit=MAX_HEADER_BODY))
+    except HeaderError as e:
+        return _error(400, str(e))
     fil: Fil = request.app.state.fil
     if version is None:
         current = await fil.store.get_header(slug)
@@ -329,21 +337,15 @@ async def _sources(fil: Fil, slug: str) -> list[dict[str, object]]:
     return listing
 
 
-async def mute(request: Request) -> Response:
+@editor_route()
+async def mute(request: Request, editor: Editor, slug: str) -> Response:
     """Hold a source's new items in the queue for `minutes` (0 unmutes); what it already sent stays."""
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
     fil: Fil = request.app.state.fil
     source_id = str(request.path_params["source_id"])
     event = fil.config.event(slug)
     if event is None or source_id not in event.sources:
         return _error(404, f"no source {source_id!r} in event {slug}")
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        return _error(400, "body: not JSON")
+    body = await _json_body(request)
     minutes = body.get("minutes") if isinstance(body, dict) else None
     if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_MUTE_MINUTES:
         return _error(400, f"minutes: expected a number from 0 (unmute) to {MAX_MUTE_MINUTES}")
@@ -353,19 +355,10 @@ async def mute(request: Request) -> Response:
     return JSONResponse({"source_id": source_id, "muted_until": rfc3339(until) if until else None})
 
 
-async def paste_post(request: Request) -> Response:
+@editor_route()
+async def paste_post(request: Request, editor: Editor, slug: str) -> Response:
     """A post pasted by URL becomes an item credited to its author; pasting the same URL again finds the same item."""
-    editor = await require_editor(request)
-    slug = _event(request)
-    if slug is None:
-        return _error(404, f"no such event: {request.path_params['slug']}")
-    raw = await request.body()
-    if len(raw) > MAX_ACTION_BODY:
-        return _error(413, f"body larger than {MAX_ACTION_BODY} bytes")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return _error(400, "body: not JSON")
+    body = await _json_body(request)
     url = body.get("url") if isinstance(body, dict) else None
     if not isinstance(url, str):
         return _error(400, "url: expected a string")
