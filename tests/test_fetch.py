@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohappyeyeballs
@@ -440,6 +441,18 @@ async def test_retry_later(
         await fetcher.get(upstream.url("/feed.xml"))
     assert caught.value.status == status
     assert caught.value.retry_after == expected
+
+
+@pytest.mark.asyncio
+async def test_a_429_without_retry_after_waits_for_the_rate_limit_reset(
+    upstream: FakeUpstream, fetcher: Fetcher
+) -> None:
+    """Mastodon answers 429 with X-RateLimit-Reset (an ISO time), Bluesky with RateLimit-Reset, not Retry-After."""
+    reset = (datetime.now(UTC) + timedelta(seconds=240)).isoformat().replace("+00:00", "Z")
+    upstream.add("/api", b"{}", status=429, content_type="application/json", headers={"X-RateLimit-Reset": reset})
+    with pytest.raises(RetryLaterError) as caught:
+        await fetcher.get(upstream.url("/api"))
+    assert caught.value.retry_after is not None and 200 < caught.value.retry_after <= 240
 
 
 @pytest.mark.asyncio

@@ -132,3 +132,23 @@ def test_negative_arguments_are_refused() -> None:
         next_delay(-1.0)
     with pytest.raises(ValueError, match="error_count=-1"):
         next_delay(60.0, error_count=-1)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-08-01T14:05:00.070144Z", 300.070144),  # Mastodon's X-RateLimit-Reset
+        ("1785593100", 300.0),  # Bluesky's RateLimit-Reset: unix seconds
+        ("90", 90.0),  # the IETF draft: seconds from now
+        ("2026-08-01T13:00:00Z", 0.0),  # already past
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_rate_limit_reset_headers(value: str | None, expected: float | None) -> None:
+    from curation.collectors.policy import parse_rate_limit_reset
+
+    now = datetime(2026, 8, 1, 14, 0, tzinfo=UTC)
+    result = parse_rate_limit_reset(value, now)
+    assert result == (pytest.approx(expected) if expected is not None else None)

@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from curation.collectors.policy import parse_retry_after
+from curation.collectors.policy import parse_rate_limit_reset, parse_retry_after
 from curation.errors import BlockedAddressError, FetchError, GoneError, RetryLaterError, TooLargeError
 
 try:  # aiohttp decodes br only when one of these imports; ask for br only then
@@ -534,7 +534,11 @@ def _raise_for_status(resp: aiohttp.ClientResponse, url: str, body: bytes = b"")
     if status == 410:
         raise GoneError(message, url=url, status=status)
     if status in (429, 503):
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"), datetime.now(UTC))
+        now = datetime.now(UTC)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"), now)
+        if retry_after is None:  # Mastodon and Bluesky say when their window resets instead
+            reset = resp.headers.get("X-RateLimit-Reset") or resp.headers.get("RateLimit-Reset")
+            retry_after = parse_rate_limit_reset(reset, now)
         raise RetryLaterError(message, url=url, status=status, retry_after=retry_after)
     raise FetchError(message, url=url, status=status, body=body)
 

@@ -58,6 +58,25 @@ def parse_retry_after(value: str | None, date_header: str | None, now: datetime)
     return max(0.0, (when - reference).total_seconds())
 
 
+def parse_rate_limit_reset(value: str | None, now: datetime) -> float | None:
+    """Seconds until a rate-limit window resets, from `X-RateLimit-Reset` (Mastodon: an ISO-8601 time) or
+    `RateLimit-Reset` (Bluesky and the IETF draft: unix seconds, or seconds from now when small)."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        number = float(text)
+        # a unix time is far larger than any sensible window length
+        return max(0.0, number - now.timestamp()) if number > 1e9 else number
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
 def next_delay(
     interval: float,
     *,
