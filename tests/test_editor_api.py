@@ -35,7 +35,13 @@ PUBLIC = {
     "/editor/login",
     "/static",
 }
-EDITOR_ONLY = {
+#: editors with the admin role only: an editor's token gets 403
+ADMIN_ONLY = {
+    "/api/editors",
+    "/api/editors/{name}",
+    "/api/editors/{name}/disabled",
+}
+EDITOR_ONLY = ADMIN_ONLY | {
     "/api/sources",
     "/editor/",
     "/editor/logout",
@@ -106,14 +112,17 @@ async def test_every_editor_route_refuses_anonymous_and_bad_tokens(fil: RunningF
         "{slug}": SLUG,
         "{item_id}": item["id"],  # also a post id for PATCH: refused before it is looked up
         "{source_id}": "wire",
+        "{name}": "ops",
     }
     for pattern in EDITOR_ONLY - {"/api/events/{slug}/desk/live"}:
         path = pattern
         for key, value in concrete.items():
             path = path.replace(key, value)
         method = "PATCH" if pattern.endswith("{item_id}") else "GET"
-        if pattern.endswith(("actions", "logout", "/posts", "/paste", "/mute")):
+        if pattern.endswith(("actions", "logout", "/posts", "/paste", "/mute", "/disabled")):
             method = "POST"
+        if pattern.endswith("{name}"):
+            method = "PUT"
         for token in (None, "not-a-token"):
             status, _ = await call(fil, method, path, {"action": "approve", "text": "x"}, token)
             if pattern.startswith("/editor/"):
@@ -269,3 +278,36 @@ async def test_a_scheduled_post_appears_at_its_time(fil: RunningFil) -> None:
         await ws.recv()
         published = json.loads(await asyncio.wait_for(ws.recv(), 20))
     assert published["type"] == "upsert" and published["item"]["text"] == "At the line"
+
+
+async def test_admin_routes_refuse_editors_and_let_admins_manage_editors(fil: RunningFil) -> None:
+    from curation.auth import create_editor, create_token
+
+    editor_token = await fil.token()  # "ops", role editor
+    await create_editor(fil.fil.store, "chief", "another long password", "admin")  # type: ignore[arg-type]
+    admin_token = await create_token(fil.fil.store, "chief")  # type: ignore[arg-type]
+    wrong_role = (
+        ("GET", "/api/editors", None),
+        ("PUT", "/api/editors/newbie", {"password": "a long enough one", "role": "editor"}),
+        ("POST", "/api/editors/ops/disabled", {"disabled": True}),
+    )
+    for method, path, body in wrong_role:
+        status, answer = await call(fil, method, path, body, editor_token)
+        assert status == 403 and "admin" in answer["error"], (path, status, answer)
+    status, made = await call(
+        fil, "PUT", "/api/editors/newbie", {"password": "a long enough one", "role": "editor"}, admin_token
+    )
+    assert status == 201 and made["created"] is True
+    status, listing = await call(fil, "GET", "/api/editors", token=admin_token)
+    assert {e["name"]: e["role"] for e in listing["editors"]} == {"chief": "admin", "newbie": "editor", "ops": "editor"}
+    assert (await call(fil, "PUT", "/api/editors/x", {"password": "short"}, admin_token))[0] == 400
+    assert (await call(fil, "PUT", "/api/editors/x", {"password": "long enough pass", "role": "god"}, admin_token))[
+        0
+    ] == 400
+    # disabling an editor ends its token's access at once
+    assert (await call(fil, "POST", "/api/editors/ops/disabled", {"disabled": True}, admin_token))[0] == 200
+    assert (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=editor_token))[0] == 401
+    assert (await call(fil, "POST", "/api/editors/ops/disabled", {"disabled": False}, admin_token))[0] == 200
+    assert (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=editor_token))[0] == 200
+    assert (await call(fil, "POST", "/api/editors/chief/disabled", {"disabled": True}, admin_token))[0] == 400
+    assert (await call(fil, "POST", "/api/editors/nobody/disabled", {"disabled": True}, admin_token))[0] == 404

@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 from curation.auth import AuthError
 from curation.config import Settings
 from curation.service import Fil
-from curation.web import api, desk, editor_api, ingest, live, pages, websub
+from curation.web import admin_api, api, desk, editor_api, ingest, live, pages, websub
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/editor/login", desk.login, methods=["POST"]),
         Route("/editor/logout", desk.logout, methods=["POST"]),
         Route("/editor/events/{slug}", desk.event_desk),
+        Route("/api/editors", admin_api.list_editors),
+        Route("/api/editors/{name}", admin_api.put_editor, methods=["PUT"]),
+        Route("/api/editors/{name}/disabled", admin_api.disable_editor, methods=["POST"]),
         Route("/api/events/{slug}/queue", editor_api.queue),
         Route("/api/events/{slug}/desk", editor_api.desk_state),
         Route("/api/events/{slug}/audit", editor_api.audit),

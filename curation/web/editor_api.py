@@ -32,7 +32,7 @@ NEWSROOM_LABEL = "Live desk"
 MAX_ACTION_BODY = 16 * 1024
 
 
-def _error(status: int, message: str, **extra: object) -> JSONResponse:
+def json_error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
@@ -42,7 +42,7 @@ def _event(request: Request) -> str | None:
     return slug if fil.config.event(slug) is not None else None
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A request turned down before the handler's own work; carries the answer."""
 
     def __init__(self, response: Response) -> None:
@@ -54,7 +54,7 @@ Handler = Callable[[Request, Editor, str], Awaitable[Response]]
 
 def editor_route(*, csrf: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """An editor-only route on one event: the editor is checked (CSRF for desk sessions unless `csrf=False`,
-    for reads), the event must exist, and a _Refused answer short-cuts the handler."""
+    for reads), the event must exist, and a Refused answer short-cuts the handler."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -62,10 +62,10 @@ def editor_route(*, csrf: bool = True) -> Callable[[Handler], Callable[[Request]
             editor = await require_editor(request, csrf=csrf)
             slug = _event(request)
             if slug is None:
-                return _error(404, f"no such event: {request.path_params['slug']}")
+                return json_error(404, f"no such event: {request.path_params['slug']}")
             try:
                 return await handler(request, editor, slug)
-            except _Refused as refused:
+            except Refused as refused:
                 return refused.response
 
         return route
@@ -73,15 +73,15 @@ def editor_route(*, csrf: bool = True) -> Callable[[Handler], Callable[[Request]
     return wrap
 
 
-async def _json_body(request: Request, *, limit: int = MAX_ACTION_BODY) -> object:
-    """The request's JSON body, or _Refused: 413 over `limit`, 400 when it is not JSON."""
+async def json_body(request: Request, *, limit: int = MAX_ACTION_BODY) -> object:
+    """The request's JSON body, or Refused: 413 over `limit`, 400 when it is not JSON."""
     raw = await request.body()
     if len(raw) > limit:
-        raise _Refused(_error(413, f"body larger than {limit} bytes"))
+        raise Refused(json_error(413, f"body larger than {limit} bytes"))
     try:
         return json.loads(raw or b"{}")
     except (ValueError, RecursionError):
-        raise _Refused(_error(400, "body: not JSON")) from None
+        raise Refused(json_error(400, "body: not JSON")) from None
 
 
 @editor_route(csrf=False)
@@ -105,7 +105,7 @@ def _field(body: dict[str, object], key: str, kind: type) -> object:
 
 @editor_route()
 async def action(request: Request, editor: Editor, slug: str) -> Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     try:
         if not isinstance(body, dict):
             raise ValueError("body: expected a JSON object")
@@ -114,7 +114,7 @@ async def action(request: Request, editor: Editor, slug: str) -> Response:
             raise ValueError(f"action: expected one of {', '.join(ACTIONS)}")
         label, text, version = _field(body, "label", str), _field(body, "text", str), _field(body, "version", int)
     except ValueError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
     fil: Fil = request.app.state.fil
     try:
         item, change = await fil.store.act(
@@ -127,13 +127,13 @@ async def action(request: Request, editor: Editor, slug: str) -> Response:
             version=version if isinstance(version, int) else None,
         )
     except ItemNotFound as e:
-        return _error(404, str(e))
+        return json_error(404, str(e))
     except VersionConflict as e:
         current = e.current
         assert isinstance(current, Item)
-        return _error(409, str(e), item=item_to_editor_json(current))
+        return json_error(409, str(e), item=item_to_editor_json(current))
     except ValueError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
     return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq if change else None})
 
 
@@ -160,10 +160,10 @@ async def desk_state(request: Request, editor: Editor, slug: str) -> Response:
 @editor_route()
 async def source_action(request: Request, editor: Editor, slug: str) -> Response:
     """Approve or reject everything one source has in the queue (a spam burst on a hashtag)."""
-    body = await _json_body(request)
+    body = await json_body(request)
     name = body.get("action") if isinstance(body, dict) else None
     if name not in ("approve", "reject"):
-        return _error(400, "action: expected approve or reject")
+        return json_error(400, "action: expected approve or reject")
     fil: Fil = request.app.state.fil
     source_id = str(request.path_params["source_id"])
     changed = 0
@@ -255,9 +255,9 @@ def _post_from(body: object, *, require_text: bool = True) -> tuple[Post, int | 
 async def create_post(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     try:
-        post, _ = _post_from(await _json_body(request))
+        post, _ = _post_from(await json_body(request))
     except PostError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
     item = posts.new_item(
         post, event=slug, editor=editor.name, key=secrets.token_urlsafe(9), label=NEWSROOM_LABEL, now=utcnow()
     )
@@ -269,21 +269,21 @@ async def create_post(request: Request, editor: Editor, slug: str) -> Response:
 async def correct_post(request: Request, editor: Editor, slug: str) -> Response:
     fil: Fil = request.app.state.fil
     try:
-        post, version = _post_from(await _json_body(request))
+        post, version = _post_from(await json_body(request))
     except PostError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
     current = await fil.store.get_item(slug, str(request.path_params["item_id"]))
     if current is not None and current.kind is ItemKind.POST and current.source_id == posts.DESK_SOURCE:
-        return _error(400, f"{current.id}: a pasted post keeps its author's words (hide or delete it instead)")
+        return json_error(400, f"{current.id}: a pasted post keeps its author's words (hide or delete it instead)")
     try:
         item, change = await fil.store.edit_post(
             slug, str(request.path_params["item_id"]), post, editor=editor.name, version=version
         )
     except ItemNotFound as e:
-        return _error(404, str(e))
+        return json_error(404, str(e))
     except VersionConflict as e:
         assert isinstance(e.current, Item)
-        return _error(409, str(e), item=item_to_editor_json(e.current))
+        return json_error(409, str(e), item=item_to_editor_json(e.current))
     return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq})
 
 
@@ -303,9 +303,9 @@ async def get_header(request: Request, editor: Editor, slug: str) -> Response:
 @editor_route()
 async def put_header(request: Request, editor: Editor, slug: str) -> Response:
     try:
-        header, version = parse_header(await _json_body(request, limit=MAX_HEADER_BODY))
+        header, version = parse_header(await json_body(request, limit=MAX_HEADER_BODY))
     except HeaderError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
     fil: Fil = request.app.state.fil
     if version is None:
         current = await fil.store.get_header(slug)
@@ -314,7 +314,7 @@ async def put_header(request: Request, editor: Editor, slug: str) -> Response:
         saved = await fil.store.set_header(slug, replace(header, version=version), editor=editor.name)
     except VersionConflict as e:
         assert isinstance(e.current, Header)
-        return _error(409, str(e), header=e.current.to_json())
+        return json_error(409, str(e), header=e.current.to_json())
     body = saved.to_json()
     fil.hub.send_all(slug, {"type": "header", "header": body})
     return JSONResponse({"header": body})
@@ -344,11 +344,11 @@ async def mute(request: Request, editor: Editor, slug: str) -> Response:
     source_id = str(request.path_params["source_id"])
     event = fil.config.event(slug)
     if event is None or source_id not in event.sources:
-        return _error(404, f"no source {source_id!r} in event {slug}")
-    body = await _json_body(request)
+        return json_error(404, f"no source {source_id!r} in event {slug}")
+    body = await json_body(request)
     minutes = body.get("minutes") if isinstance(body, dict) else None
     if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_MUTE_MINUTES:
-        return _error(400, f"minutes: expected a number from 0 (unmute) to {MAX_MUTE_MINUTES}")
+        return json_error(400, f"minutes: expected a number from 0 (unmute) to {MAX_MUTE_MINUTES}")
     now = utcnow()
     until = now + timedelta(minutes=minutes) if minutes > 0 else None
     await fil.store.mute_source(slug, source_id, until, editor=editor.name, now=now)
@@ -358,15 +358,15 @@ async def mute(request: Request, editor: Editor, slug: str) -> Response:
 @editor_route()
 async def paste_post(request: Request, editor: Editor, slug: str) -> Response:
     """A post pasted by URL becomes an item credited to its author; pasting the same URL again finds the same item."""
-    body = await _json_body(request)
+    body = await json_body(request)
     url = body.get("url") if isinstance(body, dict) else None
     if not isinstance(url, str):
-        return _error(400, "url: expected a string")
+        return json_error(400, "url: expected a string")
     fil: Fil = request.app.state.fil
     try:
         entry = await paste.resolve(url, fetcher=fil.fetcher, settings=fil.settings)
     except paste.PasteError as e:
-        return _error(e.status, str(e))
+        return json_error(e.status, str(e))
     existing = await fil.store.get_item(slug, posts.pasted_id(entry.key))
     if existing is not None:
         return JSONResponse({"item": item_to_editor_json(existing)})
