@@ -342,3 +342,28 @@
     }).then(function () { button.disabled = false; });
   });
 })();
+
+// -- the audit trail: who did what, when, to which item ------------------------------------------
+(function () {
+  "use strict";
+  var desk = document.getElementById("desk");
+  var button = document.getElementById("audit-load");
+  var table = document.getElementById("audit");
+  if (!desk || !button || !table) return;
+  button.addEventListener("click", function () {
+    fetch("/api/events/" + encodeURIComponent(desk.dataset.slug) + "/audit", { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (answer) {
+        var body = table.tBodies[0];
+        body.replaceChildren();
+        (answer.entries || []).slice(0, 200).forEach(function (entry) {
+          var row = document.createElement("tr");
+          [new Date(entry.at).toLocaleTimeString(), entry.editor, entry.action, entry.item_id].forEach(function (text) {
+            var cell = document.createElement("td"); cell.textContent = text; row.appendChild(cell);
+          });
+          body.appendChild(row);
+        });
+        table.hidden = false;
+      });
+  });
+})();

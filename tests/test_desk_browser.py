@@ -108,6 +108,12 @@ async def test_editors_approve_pin_and_hide_and_readers_see_it_live(
     await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 1", timeout=WAIT_MS)
     await ben.wait_for_selector("#timeline .card.state-hidden", timeout=WAIT_MS)
     assert "Wire story 2" in (await reader.locator("#timeline article").inner_text())
+    # the second editor reads who did what
+    await ben.click("#audit-load")
+    await ben.wait_for_selector("#audit:not([hidden]) tbody tr", timeout=WAIT_MS)
+    rows = await ben.locator("#audit tbody tr").all_inner_texts()
+    assert any("ana" in row and "hide" in row for row in rows)
+    assert any("ana" in row and "pin" in row for row in rows)
 
 
 async def test_an_editor_writes_an_update_and_corrects_it(browser: Browser, fil: RunningFil) -> None:  # noqa: F811
