@@ -30,5 +30,6 @@ async def test_desk_edits_the_header_and_mutes_a_source(browser: Browser, fil: R
     # the queued wire story carries a mute button; muting shows until when
     card = ana.locator("#queue .card").first
     await card.locator("button.mute").click()
+    await ana.click("summary:has-text('Sources')")  # the sources list is folded away by default
     await ana.wait_for_selector("#mute-list button.mute:has-text('Unmute')", timeout=WAIT_MS)
     assert "muted until" in await ana.locator("#message").inner_text()
