@@ -16,7 +16,7 @@ import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from curation.auth import Auth
 from curation.collectors import CollectorContext
@@ -26,9 +26,10 @@ from curation.collectors.websub import WebSubManager
 from curation.config import Settings
 from curation.errors import ConfigErrors
 from curation.hub import Hub
-from curation.models import Config, Event, EventStatus, SourceStatus
+from curation.models import Config, Event, EventStatus, Source, SourceStatus
+from curation.runtime_sources import parse_source
 from curation.sources import load_config
-from curation.store import Store, open_store
+from curation.store import RuntimeSource, Store, open_store
 
 if TYPE_CHECKING:
     from curation.demo import DemoUpstream
@@ -65,6 +66,9 @@ class Fil:
         self.websub: WebSubManager | None = None
         self.config = Config(path=settings.sources, events=(), sources={})
         self.demo_config: Config | None = None
+        #: sources.yaml as last loaded, and the sources editors added from the desk
+        self._file_config = self.config
+        self.runtime: list[RuntimeSource] = []
         self.ready = False
         self.last_reload_error: str | None = None
         self._demo: DemoUpstream | None = None
@@ -92,6 +96,7 @@ class Fil:
             )
         self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
         await self.collection.load()
+        self.runtime = await self.store.runtime_sources()
         if self.settings.public_url:
             # the default base URL (http://HOST:PORT, often 127.0.0.1) is no address a hub could call back
             self.websub = WebSubManager(
@@ -159,17 +164,64 @@ class Fil:
         return (stat.st_mtime_ns, stat.st_size)
 
     def _merged(self, config: Config) -> Config:
-        if self.demo_config is None:
-            return config
-        events = tuple(e for e in config.events if e.slug not in {d.slug for d in self.demo_config.events})
-        sources = dict(self.demo_config.sources)
-        sources.update(config.sources)
-        return replace(config, events=self.demo_config.events + events, sources=sources)
+        """sources.yaml, plus the demo, plus the sources editors added from the desk."""
+        events = config.events
+        sources = dict(config.sources)
+        if self.demo_config is not None:
+            events = self.demo_config.events + tuple(
+                e for e in events if e.slug not in {d.slug for d in self.demo_config.events}
+            )
+            sources = {**self.demo_config.sources, **sources}
+        added: dict[str, list[str]] = {}
+        for runtime in self.runtime:
+            if runtime.source_id in sources or not any(e.slug == runtime.event for e in events):
+                continue  # sources.yaml took the id since, or the event is gone: the file wins
+            try:
+                source = parse_source(
+                    runtime.definition,
+                    event=runtime.event,
+                    taken=sources,
+                    min_interval=self.settings.min_poll_interval,
+                )
+            except ConfigErrors as e:
+                log.warning("desk source %s of %s no longer valid, left out: %s", runtime.source_id, runtime.event, e)
+                continue
+            sources[source.id] = source
+            added.setdefault(runtime.event, []).append(source.id)
+        events = tuple(replace(e, sources=e.sources + tuple(added.get(e.slug, ()))) for e in events)
+        return replace(config, events=events, sources=sources)
 
     async def _apply(self, config: Config) -> None:
+        self._file_config = config
         self.config = self._merged(config)
         assert self.collection is not None
         await self.collection.apply(self.config)
+
+    def origin(self, source_id: str) -> str:
+        """Where a source comes from: `sources.yaml`, `demo` or `desk`."""
+        if source_id in self._file_config.sources:
+            return "sources.yaml"
+        if self.demo_config is not None and source_id in self.demo_config.sources:
+            return "demo"
+        return "desk"
+
+    async def add_source(self, event: str, definition: dict[str, Any], *, editor: str) -> Source:
+        """Add a source to a running event; ConfigErrors naming the key when the definition is wrong."""
+        source = parse_source(
+            definition, event=event, taken=self.config.sources, min_interval=self.settings.min_poll_interval
+        )
+        await self.store.add_runtime_source(event, source.id, dict(definition), editor=editor)
+        self.runtime = await self.store.runtime_sources()
+        await self._apply(self._file_config)
+        return source
+
+    async def remove_source(self, event: str, source_id: str, *, editor: str) -> bool:
+        """Remove a desk-added source (its items stay); False when the desk did not add it."""
+        if not await self.store.remove_runtime_source(event, source_id, editor=editor):
+            return False
+        self.runtime = await self.store.runtime_sources()
+        await self._apply(self._file_config)
+        return True
 
     async def reload(self) -> bool:
         """Re-read sources.yaml; an invalid file is refused and the running config stays."""

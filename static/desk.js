@@ -288,8 +288,24 @@
     if (list) {
       list.replaceChildren.apply(list, sources.map(function (s) {
         var li = document.createElement("li");
+        li.dataset.source = s.id;
         li.appendChild(document.createTextNode(s.label + " "));
+        // where it comes from and how it is doing, in plain words
+        var health = s.state === "ok" ? "ok" : s.state + (s.failing_since ? " since " + new Date(s.failing_since).toLocaleTimeString() : "");
+        var info = document.createElement("small");
+        info.className = "source-health state-" + (s.state || "pending").replace(" ", "-");
+        info.textContent = "(" + (s.kind || "") + ", from " + s.origin + ", " + health +
+          (s.last_error && s.state !== "ok" ? ": " + s.last_error : "") + ", " + (s.items_seen || 0) + " items) ";
+        li.appendChild(info);
         li.appendChild(muteButton(s));
+        if (s.origin === "desk") {
+          var remove = document.createElement("button");
+          remove.type = "button"; remove.className = "remove-source"; remove.textContent = "Remove";
+          remove.addEventListener("click", function () {
+            send("DELETE", api + "/sources/" + encodeURIComponent(s.id)).then(reloadSources);
+          });
+          li.appendChild(remove);
+        }
         return li;
       }));
     }
@@ -302,11 +318,29 @@
   ["queue", "timeline"].forEach(function (id) { var list = document.getElementById(id); if (list) watch.observe(list, { childList: true }); });
   setInterval(render, 60000);  // a mute ends on its own: the buttons follow
 
-  fetch(api + "/desk", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (state) {
-    if (!state) return;
-    if (state.header) fill(state.header);
-    sources = state.sources || [];
-    render();
+  function reloadSources() {
+    return fetch(api + "/desk", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (state) {
+      if (!state) return;
+      if (state.header) fill(state.header);
+      sources = state.sources || [];
+      render();
+    });
+  }
+  reloadSources();
+  setInterval(reloadSources, 15000);  // source health moves on its own
+
+  var addForm = document.getElementById("add-source");
+  if (addForm) addForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var definition = {};
+    Array.prototype.forEach.call(addForm.elements, function (field) {
+      if (field.name && field.value.trim()) definition[field.name] = field.value.trim();
+    });
+    send("POST", api + "/sources", definition).then(function (r) {
+      var message = document.getElementById("message");
+      if (r.status === 201) { addForm.reset(); if (message) message.textContent = "Source added."; reloadSources(); }
+      else if (message) message.textContent = (r.body && r.body.error) || ("HTTP " + r.status);
+    });
   });
 })();
 

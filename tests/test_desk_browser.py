@@ -134,3 +134,30 @@ async def test_an_editor_writes_an_update_and_corrects_it(browser: Browser, fil:
     )
     assert await reader.locator("#timeline article").count() == 1
     assert await reader.locator("#timeline article .updated").count() == 1
+
+
+async def test_an_editor_adds_a_feed_from_the_desk_and_readers_get_its_items(
+    browser: Browser,  # noqa: F811
+    fil: RunningFil,
+) -> None:
+    from tests.upstreams import FakeUpstream, rss_document
+
+    async with FakeUpstream() as upstream:
+        upstream.add(
+            "/team.xml", rss_document([{"title": "Team news", "link": "https://team.example/1", "guid": "t1"}])
+        )
+        ana = await login(browser, fil, "ana")
+        reader = await (await browser.new_context()).new_page()
+        await reader.goto(f"{fil.base}/events/{SLUG}")
+        await reader.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+        await ana.click("summary:has-text('Sources')")
+        await ana.fill('#add-source input[name="id"]', "team-feed")
+        await ana.select_option('#add-source select[name="role"]', "team")
+        await ana.fill('#add-source input[name="url"]', upstream.url("/team.xml"))
+        await ana.click('#add-source button[type="submit"]')
+        await reader.wait_for_selector("#timeline article.role-team", timeout=WAIT_MS)
+        assert "Team news" in await reader.locator("#timeline article").inner_text()
+        await ana.wait_for_selector('#mute-list li[data-source="team-feed"] .remove-source', timeout=WAIT_MS)
+        assert "from desk" in await ana.locator('#mute-list li[data-source="team-feed"]').inner_text()
+        await ana.click('#mute-list li[data-source="team-feed"] .remove-source')
+        await ana.wait_for_selector('#mute-list li[data-source="team-feed"]', state="detached", timeout=WAIT_MS)

@@ -53,6 +53,8 @@ EDITOR_ONLY = ADMIN_ONLY | {
     "/api/events/{slug}/sources/{source_id}/actions",
     "/api/events/{slug}/desk/live",
     "/api/events/{slug}/posts",
+    "/api/events/{slug}/sources",
+    "/api/events/{slug}/sources/{source_id}",
     "/api/events/{slug}/posts/{item_id}",
     "/api/events/{slug}/paste",
     "/api/events/{slug}/header",  # readers get the header through the items API and the page
@@ -123,6 +125,10 @@ async def test_every_editor_route_refuses_anonymous_and_bad_tokens(fil: RunningF
             method = "POST"
         if pattern.endswith("{name}"):
             method = "PUT"
+        if pattern == "/api/events/{slug}/sources":
+            method = "POST"
+        if pattern.endswith("/sources/{source_id}"):
+            method = "DELETE"
         for token in (None, "not-a-token"):
             status, _ = await call(fil, method, path, {"action": "approve", "text": "x"}, token)
             if pattern.startswith("/editor/"):
@@ -311,3 +317,54 @@ async def test_admin_routes_refuse_editors_and_let_admins_manage_editors(fil: Ru
     assert (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=editor_token))[0] == 200
     assert (await call(fil, "POST", "/api/editors/chief/disabled", {"disabled": True}, admin_token))[0] == 400
     assert (await call(fil, "POST", "/api/editors/nobody/disabled", {"disabled": True}, admin_token))[0] == 404
+
+
+async def test_sources_added_and_removed_at_runtime_from_the_desk(fil: RunningFil, tmp_path: Path) -> None:
+    from tests.upstreams import FakeUpstream, rss_document
+
+    token = await fil.token()
+    async with FakeUpstream() as upstream:
+        upstream.add(
+            "/late.xml", rss_document([{"title": "Late feed story", "link": "https://late.example/1", "guid": "1"}])
+        )
+        definition = {
+            "id": "late-feed",
+            "kind": "feed",
+            "url": upstream.url("/late.xml"),
+            "role": "journalist",
+            "interval": "0.3s",
+        }
+        status, added = await call(fil, "POST", f"/api/events/{SLUG}/sources", definition, token)
+        assert status == 201 and added["source"]["origin"] == "desk"
+        for _ in range(200):
+            items = (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"]
+            if items:
+                break
+            await asyncio.sleep(0.05)
+        assert [i["title"] for i in items] == ["Late feed story"]
+        desk = (await call(fil, "GET", f"/api/events/{SLUG}/desk", token=token))[1]
+        late = next(s for s in desk["sources"] if s["id"] == "late-feed")
+        assert late["state"] == "ok" and late["items_seen"] == 1 and late["last_success_at"]
+        assert next(s for s in desk["sources"] if s["id"] == "wire")["origin"] == "sources.yaml"
+        # wrong definitions are refused with the key named; a sources.yaml source is not removed here
+        for bad, key in (
+            ({"id": "x", "kind": "feed", "url": "ftp://x", "role": "editorial"}, "url"),
+            ({"id": "wire", "kind": "feed", "url": "https://x.example/f", "role": "editorial"}, "id"),
+            ({"id": "y", "kind": "feed", "url": "https://x.example/f", "role": "wizard"}, "role"),
+        ):
+            status, answer = await call(fil, "POST", f"/api/events/{SLUG}/sources", bad, token)
+            assert status == 400 and answer["error"].startswith(key), (bad, answer)
+        assert (await call(fil, "DELETE", f"/api/events/{SLUG}/sources/wire", token=token))[0] == 400
+        # removing stops polling; the items stay
+        polled = upstream.hits("/late.xml")
+        await asyncio.sleep(1.0)
+        assert upstream.hits("/late.xml") > polled  # it is being polled...
+        assert (await call(fil, "DELETE", f"/api/events/{SLUG}/sources/late-feed", token=token))[0] == 200
+        hits = upstream.hits("/late.xml")
+        await asyncio.sleep(1.0)
+        assert upstream.hits("/late.xml") == hits
+        assert [i["title"] for i in (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"]] == [
+            "Late feed story"
+        ]
+        trail = [e["action"] for e in (await call(fil, "GET", f"/api/events/{SLUG}/audit", token=token))[1]["entries"]]
+        assert trail[:2] == ["remove-source", "add-source"]

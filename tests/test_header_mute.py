@@ -202,7 +202,13 @@ async def test_a_muted_source_is_held_then_published_again(fil: RunningFil) -> N
     status, muted = await call(fil, "POST", path, {"minutes": 30}, token)
     assert status == 200 and muted["muted_until"]
     desk = (await call(fil, "GET", f"/api/events/{SLUG}/desk", token=token))[1]
-    assert desk["sources"] == [{"id": "wire", "label": "Wire", "muted_until": muted["muted_until"]}]
+    (wire,) = desk["sources"]
+    assert {k: wire[k] for k in ("id", "label", "muted_until", "origin")} == {
+        "id": "wire",
+        "label": "Wire",
+        "muted_until": muted["muted_until"],
+        "origin": "sources.yaml",
+    }
     await push(fil, "held")
     assert (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"] == []
     queue = (await call(fil, "GET", f"/api/events/{SLUG}/queue", token=token))[1]["items"]

@@ -23,6 +23,17 @@ MAX_QUEUE = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeSource:
+    """A source an editor added to one event from the desk (its sources.yaml keys, as given)."""
+
+    event: str
+    source_id: str
+    definition: dict[str, Any]
+    added_by: str
+    added_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """Who did what to which item, when, and the item as it was before (`detail["before"]`)."""
 
@@ -120,6 +131,22 @@ class Store(Protocol):
 
     async def queue(self, event: str, *, limit: int = MAX_PAGE) -> list[Item]:
         """Items held for moderation, newest first."""
+        ...
+
+    async def add_runtime_source(
+        self, event: str, source_id: str, definition: dict[str, Any], *, editor: str, now: datetime | None = None
+    ) -> None:
+        """Keep a source added from the desk (audited); the same id again replaces it."""
+        ...
+
+    async def remove_runtime_source(
+        self, event: str, source_id: str, *, editor: str, now: datetime | None = None
+    ) -> bool:
+        """Forget a desk-added source (audited); False when there was none."""
+        ...
+
+    async def runtime_sources(self) -> list[RuntimeSource]:
+        """Every desk-added source, oldest first."""
         ...
 
     async def add_post(self, item: Item, *, editor: str, now: datetime | None = None) -> Change:

@@ -39,7 +39,7 @@ from curation.models import (
 )
 from curation.normalize import canonical_url
 from curation.posts import Post
-from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener
+from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener, RuntimeSource
 from curation.store.sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin
 
 T = TypeVar("T")
@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, seq INTEGER, at TEXT NOT NULL, editor TEXT NOT NULL,
     action TEXT NOT NULL, item_id TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_event ON audit (event, id);
+CREATE TABLE IF NOT EXISTS runtime_sources (
+    event TEXT NOT NULL, source_id TEXT NOT NULL, definition TEXT NOT NULL, added_by TEXT NOT NULL,
+    added_at TEXT NOT NULL, PRIMARY KEY (event, source_id));
 CREATE TABLE IF NOT EXISTS headers (event TEXT PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mutes (
     event TEXT NOT NULL, source_id TEXT NOT NULL, until_us INTEGER NOT NULL, PRIMARY KEY (event, source_id));
@@ -559,6 +562,44 @@ class SQLiteStore(AccountsMixin):
                 "SELECT source_id, until_us FROM mutes WHERE event = ? AND until_us > ?", (event, threshold)
             ).fetchall()
             return {r[0]: datetime.fromtimestamp(r[1] / 1_000_000, UTC) for r in rows}
+
+        return await self._read(run)
+
+    async def add_runtime_source(
+        self, event: str, source_id: str, definition: dict[str, Any], *, editor: str, now: datetime | None = None
+    ) -> None:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO runtime_sources VALUES (?, ?, ?, ?, ?)",
+                (event, source_id, dumps(definition), editor, rfc3339(when)),
+            )
+            self._audit(conn, event, None, when, editor, "add-source", source_id, {"definition": definition})
+
+        await self._write(run)
+
+    async def remove_runtime_source(
+        self, event: str, source_id: str, *, editor: str, now: datetime | None = None
+    ) -> bool:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> bool:
+            gone = conn.execute(
+                "DELETE FROM runtime_sources WHERE event = ? AND source_id = ?", (event, source_id)
+            ).rowcount
+            if gone:
+                self._audit(conn, event, None, when, editor, "remove-source", source_id, {})
+            return bool(gone)
+
+        return await self._write(run)
+
+    async def runtime_sources(self) -> list[RuntimeSource]:
+        def run(conn: sqlite3.Connection) -> list[RuntimeSource]:
+            rows = conn.execute(
+                "SELECT event, source_id, definition, added_by, added_at FROM runtime_sources ORDER BY added_at"
+            ).fetchall()
+            return [RuntimeSource(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
         return await self._read(run)
 

@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/api/events/{slug}/audit", editor_api.audit),
         Route("/api/events/{slug}/items/{item_id}/actions", editor_api.action, methods=["POST"]),
         Route("/api/events/{slug}/sources/{source_id}/actions", editor_api.source_action, methods=["POST"]),
+        Route("/api/events/{slug}/sources", editor_api.add_source, methods=["POST"]),
+        Route("/api/events/{slug}/sources/{source_id}", editor_api.remove_source, methods=["DELETE"]),
         WebSocketRoute("/api/events/{slug}/desk/live", editor_api.desk_live),
         Route("/api/events/{slug}/posts", editor_api.create_post, methods=["POST"]),
         Route("/api/events/{slug}/posts/{item_id}", editor_api.correct_post, methods=["PATCH"]),

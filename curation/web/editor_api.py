@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from curation import paste, posts
 from curation.auth import Editor, authenticate, require_editor
 from curation.codec import item_to_editor_json
-from curation.errors import ItemNotFound, VersionConflict
+from curation.errors import ConfigErrors, ItemNotFound, VersionConflict
 from curation.header import Header, HeaderError, parse_header
 from curation.models import Item, ItemKind, ItemState, rfc3339, utcnow
 from curation.posts import Post, PostError, validate
@@ -324,17 +324,54 @@ async def _sources(fil: Fil, slug: str) -> list[dict[str, object]]:
     event = fil.config.event(slug)
     muted = await fil.store.mutes(slug)
     listing: list[dict[str, object]] = []
+    statuses = {s.id: s for s in fil.statuses()}
     for source_id in event.sources if event else ():
         source = fil.config.sources.get(source_id)
         until = muted.get(source_id)
+        status = statuses.get(source_id)
         listing.append(
             {
                 "id": source_id,
                 "label": source.label if source else source_id,
+                "kind": str(source.kind) if source else None,
                 "muted_until": rfc3339(until) if until else None,
+                # where it comes from, and its health in plain words
+                "origin": fil.origin(source_id),
+                "state": str(status.state) if status else "pending",
+                "last_error": status.last_error if status else None,
+                "failing_since": rfc3339(status.last_error_at) if status and status.error_count else None,
+                "last_success_at": rfc3339(status.last_success_at) if status else None,
+                "items_seen": status.items_seen if status else 0,
             }
         )
     return listing
+
+
+@editor_route()
+async def add_source(request: Request, editor: Editor, slug: str) -> Response:
+    """Add a source of any kind to this running event: the keys of a sources.yaml source, as JSON."""
+    fil: Fil = request.app.state.fil
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        return json_error(400, "body: expected an object with the keys of a sources.yaml source")
+    try:
+        source = await fil.add_source(slug, body, editor=editor.name)
+    except ConfigErrors as e:
+        return json_error(400, "; ".join(str(error) for error in e.errors))
+    listing = {s["id"]: s for s in await _sources(fil, slug)}
+    return JSONResponse({"source": listing.get(source.id, {"id": source.id})}, status_code=201)
+
+
+@editor_route()
+async def remove_source(request: Request, editor: Editor, slug: str) -> Response:
+    """Remove a source the desk added (its items stay); sources.yaml's own are edited in the file."""
+    fil: Fil = request.app.state.fil
+    source_id = str(request.path_params["source_id"])
+    if fil.origin(source_id) != "desk":
+        return json_error(400, f"{source_id}: declared in sources.yaml: remove it there (or mute it here)")
+    if not await fil.remove_source(slug, source_id, editor=editor.name):
+        return json_error(404, f"no source {source_id!r} added to {slug} from the desk")
+    return JSONResponse({"removed": source_id})
 
 
 @editor_route()
