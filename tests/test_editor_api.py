@@ -368,3 +368,26 @@ async def test_sources_added_and_removed_at_runtime_from_the_desk(fil: RunningFi
         ]
         trail = [e["action"] for e in (await call(fil, "GET", f"/api/events/{SLUG}/audit", token=token))[1]["entries"]]
         assert trail[:2] == ["remove-source", "add-source"]
+
+
+async def test_sources_added_from_the_desk_survive_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_WIRE_SECRET", SECRET)
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        f"events:\n  - slug: {SLUG}\n    title: Stage 1\n    sources:\n"
+        "      - id: wire\n        kind: push\n        secret_env: API_WIRE_SECRET\n        role: other\n"
+    )
+    # a loopback URL nobody answers: the test makes no request beyond this machine
+    definition = {"id": "rider", "kind": "feed", "url": "http://127.0.0.1:9/rider.xml", "role": "athlete"}
+    first = await start_fil(sources, tmp_path / "data")
+    try:
+        token = await first.token()
+        assert (await call(first, "POST", f"/api/events/{SLUG}/sources", definition, token))[0] == 201
+    finally:
+        await first.stop()
+    again = await start_fil(sources, tmp_path / "data")
+    try:
+        desk = (await call(again, "GET", f"/api/events/{SLUG}/desk", token=token))[1]
+        assert {s["id"]: s["origin"] for s in desk["sources"]} == {"wire": "sources.yaml", "rider": "desk"}
+    finally:
+        await again.stop()
