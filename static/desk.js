@@ -171,6 +171,7 @@
   }
 
   function handle(m) {
+    if (m.type === "header") { document.dispatchEvent(new CustomEvent("fil:header", { detail: m.header })); return; }
     if (m.type !== "upsert") return;
     if (seq < 0) { held.push(m); return; }
     if (m.seq <= seq) return;
@@ -218,6 +219,8 @@
   function cells(line) { return line.split("|").map(function (c) { return c.trim(); }); }
   function lines(text) { return text.split("\n").filter(function (l) { return l.trim() !== ""; }); }
 
+  // another editor saved the header: this desk's form follows
+  document.addEventListener("fil:header", function (e) { fill(e.detail); });
   function fill(header) {
     var f = form.elements;
     version = header.version || 0;

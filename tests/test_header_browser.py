@@ -15,6 +15,7 @@ pytestmark = pytest.mark.browser
 async def test_desk_edits_the_header_and_mutes_a_source(browser: Browser, fil: RunningFil) -> None:  # noqa: F811
     await push(fil, 1)
     ana = await login(browser, fil, "ana")
+    ben = await login(browser, fil, "ben")
     reader = await (await browser.new_context()).new_page()
     await reader.goto(f"{fil.base}/events/{SLUG}")
     await reader.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
@@ -27,6 +28,11 @@ async def test_desk_edits_the_header_and_mutes_a_source(browser: Browser, fil: R
     await reader.wait_for_selector("#header .summary strong", timeout=WAIT_MS)
     assert await reader.locator("#header dd").all_text_contents() == ["182 km", "45s"]
     assert "Castagnède" in await reader.locator("#header .standings").inner_text()
+    # the other editor's desk follows, so their next save starts from this version
+    await ben.wait_for_function(
+        "document.querySelector('#header-form textarea[name=\"summary\"]').value.includes('Breakaway')",
+        timeout=WAIT_MS,
+    )
     # the queued wire story carries a mute button; muting shows until when
     card = ana.locator("#queue .card").first
     await card.locator("button.mute").click()
