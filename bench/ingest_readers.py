@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import gc
 import json
-import resource
 import sys
 import time
 from collections import defaultdict
@@ -22,9 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import uvloop  # noqa: E402
 
-from bench.loadgen import ATTEMPTS, CONNECT_TIMEOUT, Reader, Stats, lines, open_connection, upgrade_request  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    ATTEMPTS,
+    CONNECT_TIMEOUT,
+    Reader,
+    Stats,
+    abort_all,
+    cli,
+    open_connection,
+    serve_reports,
+    upgrade_request,
+)
 
 MARK = b"ingest-mark="
 UPSERT = b'"type":"upsert"'
@@ -138,34 +146,13 @@ async def main(args: argparse.Namespace) -> None:
     print(json.dumps({"ready": len(readers), "failed": len(errors), "error": str(errors[0]) if errors else None}))
     sys.stdout.flush()
     watcher = asyncio.create_task(stats.watch())
-    control = await lines()
-    while line := await control.readline():
-        if line.strip() == b"report":
-            print(json.dumps(report(readers, stats, len(errors))))
-            sys.stdout.flush()
-        if line.strip() in (b"report", b"quit"):
-            break
+    await serve_reports(lambda: report(readers, stats, len(errors)))
     watcher.cancel()
-    for reader in readers:
-        if reader.transport is not None:
-            reader.transport.abort()
+    abort_all(readers)
 
 
 def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--sources", default=",".join(f"127.0.0.{i}" for i in range(2, 10)))
-    parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight at once")
-    args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.count + 100 > hard:
-        raise SystemExit(f"--count {args.count} needs more open files than the hard limit {hard}")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(args))
+    cli(__doc__, main)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, cast
 
 import uvloop
@@ -195,20 +196,30 @@ async def main(args: argparse.Namespace) -> None:
     gc.disable()
     print(json.dumps({"ready": len(readers), "failed": len(errors), "error": str(errors[0]) if errors else None}))
     sys.stdout.flush()
+    await serve_reports(lambda: report(readers, stats, len(errors)))
+    abort_all(readers)
+
+
+async def serve_reports(make_report: Callable[[], dict[str, Any]]) -> None:
+    """Answer the harness on stdin: `report` prints one JSON line and ends, `quit` ends."""
     control = await lines()
     while line := await control.readline():
         if line.strip() == b"report":
-            print(json.dumps(report(readers, stats, len(errors))))
+            print(json.dumps(make_report()))
             sys.stdout.flush()
         if line.strip() in (b"report", b"quit"):
             break
+
+
+def abort_all(readers: Iterable[Reader]) -> None:
     for reader in readers:
         if reader.transport is not None:
             reader.transport.abort()
 
 
-def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def cli(doc: str | None, main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]]) -> None:
+    """The reader processes' shared command line: where to connect, how many, from which addresses."""
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", required=True)
@@ -222,6 +233,10 @@ def run() -> None:
         raise SystemExit(f"--count {args.count} needs more open files than the hard limit {hard}")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main(args))
+
+
+def run() -> None:
+    cli(__doc__, main)
 
 
 if __name__ == "__main__":
