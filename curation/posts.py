@@ -16,6 +16,7 @@ from datetime import datetime
 from curation.models import Author, Card, Entry, Item, ItemKind, ItemState, Media, Role
 from curation.normalize import content_hash
 from curation.sanitize import html_to_text, plain_text, safe_url, sanitize_html
+from curation.timeline import item_of
 
 MAX_TEXT = 5000
 MAX_ALT = 1000
@@ -120,32 +121,20 @@ DESK_SOURCE = "desk"
 
 def new_item(post: Post, *, event: str, editor: str, key: str, label: str, now: datetime) -> Item:
     """A post as an item: published now, or scheduled (placed at its publication time)."""
-    made = entry(post, key=key, editor=editor)
     when = post.publish_at if post.publish_at and post.publish_at > now else now
-    return Item(
-        id=f"desk-{key}",
+    item = item_of(
+        entry(post, key=key, editor=editor),
+        item_id=f"desk-{key}",
         event=event,
         source_id=DESK_SOURCE,
         source_kind=DESK_SOURCE,
         source_label=label,
         role=Role.EDITORIAL,
-        kind=ItemKind.UPDATE,
-        key=key,
-        url=None,
-        title=None,
-        text=made.text,
-        html=made.html,
-        content_hash=made.content_hash,
-        author=made.author,
-        media=made.media,
-        published_at=when,
-        updated_at=None,
-        first_seen_at=when,
-        sort_at=when,
         state=ItemState.SCHEDULED if when > now else ItemState.PUBLISHED,
-        key_moment=post.key_moment,
-        card=made.card,
+        published_at=when,
+        first_seen_at=when,
     )
+    return item.replace(key_moment=post.key_moment)
 
 
 def corrected(item: Item, post: Post, *, editor: str, now: datetime) -> Item:
@@ -175,27 +164,16 @@ def pasted_id(key: str) -> str:
 def pasted_item(entry: Entry, *, event: str, now: datetime) -> Item:
     """A post an editor pasted by URL (paste.resolve): published now, credited to its own author (the audit
     trail names the editor who pasted it)."""
-    return Item(
-        id=pasted_id(entry.key),
+    return item_of(
+        entry,
+        item_id=pasted_id(entry.key),
         event=event,
         source_id=DESK_SOURCE,
         source_kind=DESK_SOURCE,
         source_label=PASTED_LABEL,
         role=Role.OTHER,  # someone else's words: not styled as the newsroom's own
-        kind=ItemKind.POST,
-        key=entry.key,
-        url=entry.url,
-        title=entry.title,
-        text=entry.text,
-        html=entry.html,
-        content_hash=entry.content_hash,
-        author=entry.author,
-        media=entry.media,
+        state=ItemState.PUBLISHED,
         published_at=entry.published_at or now,
-        updated_at=None,
         first_seen_at=now,
-        sort_at=now,
-        content_warning=entry.content_warning,
-        card=entry.card,
-        reposted_by=entry.reposted_by,
+        sort_at=now,  # placed when pasted: an old post pasted now is news now
     )

@@ -10,7 +10,7 @@ import base64
 import hashlib
 from datetime import datetime, timedelta
 
-from curation.models import Change, ChangeOp, Entry, Event, Item, ItemState, Moderation, Source
+from curation.models import Change, ChangeOp, Entry, Event, Item, ItemState, Moderation, Role, Source
 
 #: content changes seen without a newer upstream date, per item; past it the item stops churning
 MAX_HASH_UPDATES = 24
@@ -57,13 +57,42 @@ def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: 
     published = entry.published_at or now
     if published > now + FUTURE_GRACE:
         published = now
-    return Item(
-        id=item_id_,
+    return item_of(
+        entry,
+        item_id=item_id_,
         event=event.slug,
         source_id=source.id,
         source_kind=str(source.kind),
         source_label=source.label,
         role=source.role,
+        state=initial_state(entry, source, event, muted=muted),
+        published_at=published,
+        first_seen_at=now,
+    )
+
+
+def item_of(
+    entry: Entry,
+    *,
+    item_id: str,
+    event: str,
+    source_id: str,
+    source_kind: str,
+    source_label: str,
+    role: Role,
+    state: ItemState,
+    published_at: datetime,
+    first_seen_at: datetime,
+    sort_at: datetime | None = None,
+) -> Item:
+    """An entry's content placed as a new item; `sort_at` follows the ordering rule (see new_item) unless given."""
+    return Item(
+        id=item_id,
+        event=event,
+        source_id=source_id,
+        source_kind=source_kind,
+        source_label=source_label,
+        role=role,
         kind=entry.kind,
         key=entry.key,
         url=entry.url,
@@ -73,11 +102,11 @@ def new_item(entry: Entry, source: Source, event: Event, *, item_id_: str, now: 
         content_hash=entry.content_hash,
         author=entry.author,
         media=entry.media,
-        published_at=published,
+        published_at=published_at,
         updated_at=None,
-        first_seen_at=now,
-        sort_at=min(published, now),
-        state=initial_state(entry, source, event, muted=muted),
+        first_seen_at=first_seen_at,
+        sort_at=sort_at or min(published_at, first_seen_at),
+        state=state,
         content_warning=entry.content_warning,
         card=entry.card,
         reposted_by=entry.reposted_by,
