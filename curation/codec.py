@@ -96,6 +96,7 @@ def item_to_editor_json(item: Item) -> dict[str, Any]:
     """What editors see: the public JSON plus where the item stands (published, queued, hidden...)."""
     record = item_to_json(item)
     record["state"] = str(item.state)
+    record["markdown"] = item.markdown
     return record
 
 
@@ -109,6 +110,7 @@ def item_to_record(item: Item) -> dict[str, Any]:
         sort_at=rfc3339(item.sort_at),
         state=str(item.state),
         update_count=item.update_count,
+        markdown=item.markdown,
     )
     return record
 
@@ -151,6 +153,7 @@ def item_from_record(record: Mapping[str, Any]) -> Item:
         reposted_by=Author(**record["reposted_by"]) if record.get("reposted_by") else None,
         version=int(record.get("version", 1)),
         update_count=int(record.get("update_count", 0)),
+        markdown=record.get("markdown"),
     )
 
 

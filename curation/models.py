@@ -206,6 +206,8 @@ class Item:
     card: Card | None = None
     reposted_by: Author | None = None
     version: int = 1
+    #: an editor's post as written (the light Markdown), so a correction starts from it; never public
+    markdown: str | None = None
     #: content changes seen without a date change; capped so a flapping feed cannot churn forever
     update_count: int = 0
 

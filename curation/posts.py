@@ -134,7 +134,7 @@ def new_item(post: Post, *, event: str, editor: str, key: str, label: str, now: 
         published_at=when,
         first_seen_at=when,
     )
-    return item.replace(key_moment=post.key_moment)
+    return item.replace(key_moment=post.key_moment, markdown=post.text)
 
 
 def corrected(item: Item, post: Post, *, editor: str, now: datetime) -> Item:
@@ -147,6 +147,7 @@ def corrected(item: Item, post: Post, *, editor: str, now: datetime) -> Item:
         media=made.media,
         card=made.card,
         key_moment=post.key_moment,
+        markdown=post.text,
         updated_at=now if item.state is not ItemState.SCHEDULED else None,
         version=item.version + 1,
     )

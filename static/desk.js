@@ -121,7 +121,7 @@
   function edit(item) {
     var f = composer.elements;
     f.item_id.value = item.id;
-    f.text.value = item.text || "";
+    f.text.value = item.markdown || item.text || ""; // as written: bold and links survive a correction
     var image = (item.media || [])[0];
     f.image_url.value = image ? image.url : ""; f.image_alt.value = image && image.alt ? image.alt : "";
     f.link.value = item.card ? item.card.url : ""; f.key_moment.value = item.key_moment || "";

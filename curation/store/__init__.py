@@ -34,6 +34,17 @@ class RuntimeSource:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeEvent:
+    """An event's settings kept from the desk: a whole event an admin created there, or the keys an admin
+    changed on a sources.yaml event (its status at the end of the day, say). Keys as in sources.yaml."""
+
+    slug: str
+    settings: dict[str, Any]
+    updated_by: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """Who did what to which item, when, and the item as it was before (`detail["before"]`)."""
 
@@ -147,6 +158,16 @@ class Store(Protocol):
 
     async def runtime_sources(self) -> list[RuntimeSource]:
         """Every desk-added source, oldest first."""
+        ...
+
+    async def put_runtime_event(
+        self, slug: str, settings: dict[str, Any], *, editor: str, now: datetime | None = None
+    ) -> None:
+        """Keep an event's desk settings, replacing earlier ones (audited with the settings before)."""
+        ...
+
+    async def runtime_events(self) -> list[RuntimeEvent]:
+        """Every event's desk settings, in the order they were first kept."""
         ...
 
     async def add_post(self, item: Item, *, editor: str, now: datetime | None = None) -> Change:

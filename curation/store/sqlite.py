@@ -39,7 +39,15 @@ from curation.models import (
 )
 from curation.normalize import canonical_url
 from curation.posts import Post
-from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, AuditEntry, ChangeListener, RuntimeSource
+from curation.store import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_QUEUE,
+    AuditEntry,
+    ChangeListener,
+    RuntimeEvent,
+    RuntimeSource,
+)
 from curation.store.sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin
 
 T = TypeVar("T")
@@ -67,6 +75,8 @@ CREATE INDEX IF NOT EXISTS audit_event ON audit (event, id);
 CREATE TABLE IF NOT EXISTS runtime_sources (
     event TEXT NOT NULL, source_id TEXT NOT NULL, definition TEXT NOT NULL, added_by TEXT NOT NULL,
     added_at TEXT NOT NULL, PRIMARY KEY (event, source_id));
+CREATE TABLE IF NOT EXISTS runtime_events (
+    slug TEXT PRIMARY KEY, settings TEXT NOT NULL, updated_by TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS headers (event TEXT PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mutes (
     event TEXT NOT NULL, source_id TEXT NOT NULL, until_us INTEGER NOT NULL, PRIMARY KEY (event, source_id));
@@ -600,6 +610,34 @@ class SQLiteStore(AccountsMixin):
                 "SELECT event, source_id, definition, added_by, added_at FROM runtime_sources ORDER BY added_at"
             ).fetchall()
             return [RuntimeSource(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+        return await self._read(run)
+
+    async def put_runtime_event(
+        self, slug: str, settings: dict[str, Any], *, editor: str, now: datetime | None = None
+    ) -> None:
+        when = now or utcnow()
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT settings FROM runtime_events WHERE slug = ?", (slug,)).fetchone()
+            before = json.loads(row[0]) if row else None
+            conn.execute(
+                "INSERT INTO runtime_events VALUES (?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET"
+                " settings = excluded.settings, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                (slug, dumps(settings), editor, rfc3339(when)),
+            )
+            self._audit(
+                conn, slug, None, when, editor, "event-settings", slug, {"settings": settings, "before": before}
+            )
+
+        await self._write(run)
+
+    async def runtime_events(self) -> list[RuntimeEvent]:
+        def run(conn: sqlite3.Connection) -> list[RuntimeEvent]:
+            rows = conn.execute(
+                "SELECT slug, settings, updated_by, updated_at FROM runtime_events ORDER BY rowid"
+            ).fetchall()
+            return [RuntimeEvent(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
 
         return await self._read(run)
 
