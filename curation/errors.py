@@ -48,6 +48,12 @@ class ConfigErrors(CurationError):
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
 
+    def relative_to(self, prefix: str) -> ConfigErrors:
+        """The same errors for one part checked on its own (a desk form): keys below `prefix`, no file or line."""
+        return ConfigErrors(
+            [ConfigError(e.message, key=e.key.removeprefix(prefix).lstrip(".") or e.key) for e in self.errors]
+        )
+
 
 class SourceError(CurationError):
     """A problem with one source; the runner records it as the source's status."""
@@ -127,6 +133,14 @@ class ItemNotFound(NotFoundError):
         self.event = event
         self.item_id = item_id
         super().__init__(f"no such item in {event!r}: {item_id!r}")
+
+
+class EventExists(CurationError):
+    """An admin created an event under a slug another event has."""
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        super().__init__(f"slug: an event {slug!r} exists already")
 
 
 class VersionConflict(CurationError):

@@ -30,13 +30,8 @@ def parse_source(definition: Mapping[str, Any], *, event: str, taken: Collection
     try:
         config = parse_config(yaml.safe_dump(document, allow_unicode=True), path=PATH, min_interval=min_interval)
     except ConfigErrors as e:
-        raise ConfigErrors([_relative(error) for error in e.errors]) from None
+        raise e.relative_to(_PREFIX) from None
     (source,) = config.sources.values()
     if source.id in taken:
         raise ConfigErrors([ConfigError(f"the id {source.id!r} is already used by another source", key="id")])
     return source
-
-
-def _relative(error: ConfigError) -> ConfigError:
-    key = error.key.removeprefix(_PREFIX).lstrip(".") or error.key
-    return ConfigError(error.message, key=key)

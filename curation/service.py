@@ -24,12 +24,13 @@ from curation.collectors.fetch import Fetcher
 from curation.collectors.runner import Collection
 from curation.collectors.websub import WebSubManager
 from curation.config import Settings
-from curation.errors import ConfigErrors
+from curation.errors import ConfigError, ConfigErrors, EventExists
 from curation.hub import Hub
 from curation.models import Config, Event, EventStatus, Source, SourceStatus
+from curation.runtime_events import check_changes, overlay, parse_event
 from curation.runtime_sources import parse_source
 from curation.sources import load_config
-from curation.store import RuntimeSource, Store, open_store
+from curation.store import RuntimeEvent, RuntimeSource, Store, open_store
 
 if TYPE_CHECKING:
     from curation.demo import DemoUpstream
@@ -69,6 +70,8 @@ class Fil:
         #: sources.yaml as last loaded, and the sources editors added from the desk
         self._file_config = self.config
         self.runtime: list[RuntimeSource] = []
+        #: events admins created or adjusted from the desk (runtime_events)
+        self.runtime_events: list[RuntimeEvent] = []
         self.ready = False
         self.last_reload_error: str | None = None
         self._demo: DemoUpstream | None = None
@@ -97,6 +100,7 @@ class Fil:
         self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
         await self.collection.load()
         self.runtime = await self.store.runtime_sources()
+        self.runtime_events = await self.store.runtime_events()
         if self.settings.public_url:
             # the default base URL (http://HOST:PORT, often 127.0.0.1) is no address a hub could call back
             self.websub = WebSubManager(
@@ -164,7 +168,7 @@ class Fil:
         return (stat.st_mtime_ns, stat.st_size)
 
     def _merged(self, config: Config) -> Config:
-        """sources.yaml, plus the demo, plus the sources editors added from the desk."""
+        """sources.yaml, plus the demo, plus the events and sources editors added or changed from the desk."""
         events = config.events
         sources = dict(config.sources)
         if self.demo_config is not None:
@@ -172,6 +176,7 @@ class Fil:
                 e for e in events if e.slug not in {d.slug for d in self.demo_config.events}
             )
             sources = {**self.demo_config.sources, **sources}
+        events = self._with_desk_events(events)
         added: dict[str, list[str]] = {}
         for runtime in self.runtime:
             if runtime.source_id in sources or not any(e.slug == runtime.event for e in events):
@@ -191,6 +196,16 @@ class Fil:
         events = tuple(replace(e, sources=e.sources + tuple(added.get(e.slug, ()))) for e in events)
         return replace(config, events=events, sources=sources)
 
+    def _with_desk_events(self, events: tuple[Event, ...]) -> tuple[Event, ...]:
+        merged = {e.slug: e for e in events}
+        for kept in self.runtime_events:
+            try:
+                merged[kept.slug] = overlay(merged.get(kept.slug), kept.slug, kept.settings)
+            except ConfigErrors as e:
+                # a desk change the file has since made invalid (a timezone typo cannot get in: it was checked)
+                log.warning("desk settings of event %s no longer valid, left out: %s", kept.slug, e)
+        return tuple(merged.values())
+
     async def _apply(self, config: Config) -> None:
         self._file_config = config
         self.config = self._merged(config)
@@ -204,6 +219,57 @@ class Fil:
         if self.demo_config is not None and source_id in self.demo_config.sources:
             return "demo"
         return "desk"
+
+    def event_origin(self, slug: str) -> str:
+        """Where an event comes from: `sources.yaml`, `demo` or `desk`."""
+        if self._file_config.event(slug) is not None:
+            return "sources.yaml"
+        if self.demo_config is not None and self.demo_config.event(slug) is not None:
+            return "demo"
+        return "desk"
+
+    def desk_settings(self, slug: str) -> RuntimeEvent | None:
+        return next((kept for kept in self.runtime_events if kept.slug == slug), None)
+
+    async def create_event(self, definition: object, *, editor: str) -> Event:
+        """A new event from the desk (the keys of a sources.yaml event, sources added one by one later).
+
+        Raises:
+            ConfigErrors: naming the wrong key.
+            EventExists: another event has this slug.
+        """
+        settings = check_changes(definition, creating=True)
+        slug = settings.pop("slug", None)
+        if not isinstance(slug, str):
+            raise ConfigErrors([ConfigError("required: the event's URL name, [a-z0-9-]", key="slug")])
+        parse_event(slug, settings)
+        if self.config.event(slug) is not None:
+            raise EventExists(slug)
+        await self._keep_event(slug, settings, editor=editor)
+        event = self.config.event(slug)
+        assert event is not None
+        return event
+
+    async def update_event(self, slug: str, changes: object, *, editor: str) -> Event | None:
+        """Change an event's keys from the desk (null hands a key of a sources.yaml event back to the file);
+        None when there is no such event. Raises ConfigErrors naming the wrong key."""
+        event = self.config.event(slug)
+        if event is None:
+            return None
+        asked = check_changes(changes, creating=False)
+        kept = self.desk_settings(slug)
+        settings = {**(kept.settings if kept else {}), **asked}
+        if self.event_origin(slug) != "desk":
+            settings = {key: value for key, value in settings.items() if value is not None}
+        base = self._file_config.event(slug) or (self.demo_config.event(slug) if self.demo_config else None)
+        overlay(base, slug, settings)
+        await self._keep_event(slug, settings, editor=editor)
+        return self.config.event(slug)
+
+    async def _keep_event(self, slug: str, settings: dict[str, Any], *, editor: str) -> None:
+        await self.store.put_runtime_event(slug, settings, editor=editor)
+        self.runtime_events = await self.store.runtime_events()
+        await self._apply(self._file_config)
 
     async def add_source(self, event: str, definition: dict[str, Any], *, editor: str) -> Source:
         """Add a source to a running event; ConfigErrors naming the key when the definition is wrong."""

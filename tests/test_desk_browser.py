@@ -161,3 +161,40 @@ async def test_an_editor_adds_a_feed_from_the_desk_and_readers_get_its_items(
         assert "from desk" in await ana.locator('#mute-list li[data-source="team-feed"]').inner_text()
         await ana.click('#mute-list li[data-source="team-feed"] .remove-source')
         await ana.wait_for_selector('#mute-list li[data-source="team-feed"]', state="detached", timeout=WAIT_MS)
+
+
+async def test_an_admin_creates_an_event_closes_another_and_adds_an_editor(
+    browser: Browser,  # noqa: F811
+    fil: RunningFil,
+) -> None:
+    await create_editor(fil.fil.store, "chief", PASSWORD, "admin")  # type: ignore[arg-type]
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{fil.base}/editor/")
+    await page.fill('input[name="name"]', "chief")
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.click('button[type="submit"]')
+    form = page.locator("#new-event")
+    await form.locator('input[name="slug"]').fill("rest-day")
+    await form.locator('input[name="title"]').fill("Rest day")
+    await form.locator('select[name="status"]').select_option("live")
+    await form.locator('button[type="submit"]').click()
+    await page.wait_for_url(f"{fil.base}/editor/events/rest-day", timeout=WAIT_MS)
+    await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
+    await page.goto(f"{fil.base}/editor/")
+    assert await page.locator('#events tr[data-slug="rest-day"]').inner_text() != ""
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.select_option(f"#status-{SLUG}", "closed")
+    await page.wait_for_function(
+        "document.getElementById('message').textContent.includes('now closed')", timeout=WAIT_MS
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{fil.base}/api/events") as response:
+            listed = {e["slug"]: e["status"] for e in (await response.json())["events"]}
+    assert listed == {SLUG: "closed", "rest-day": "live"}
+    editor_form = page.locator("#new-editor")
+    await editor_form.locator('input[name="name"]').fill("cleo")
+    await editor_form.locator('input[name="password"]').fill(PASSWORD)
+    await editor_form.locator('button[type="submit"]').click()
+    await page.wait_for_selector('#editors tr[data-name="cleo"]', timeout=WAIT_MS)
+    await context.close()

@@ -37,6 +37,7 @@ PUBLIC = {
 }
 #: editors with the admin role only: an editor's token gets 403
 ADMIN_ONLY = {
+    "/api/events/{slug}",  # PATCH: change an event (POST /api/events, public for GET, is tested on its own)
     "/api/editors",
     "/api/editors/{name}",
     "/api/editors/{name}/disabled",
@@ -125,6 +126,8 @@ async def test_every_editor_route_refuses_anonymous_and_bad_tokens(fil: RunningF
             method = "POST"
         if pattern.endswith("{name}"):
             method = "PUT"
+        if pattern == "/api/events/{slug}":
+            method = "PATCH"
         if pattern == "/api/events/{slug}/sources":
             method = "POST"
         if pattern.endswith("/sources/{source_id}"):
@@ -245,13 +248,20 @@ async def test_editor_posts_publish_now_or_later_and_corrections_keep_their_plac
         assert item["card"]["url"] == "https://x.example/live" and item["key_moment"] == "attack"
         live = json.loads(await ws.recv())
         assert live["type"] == "upsert" and live["item"]["id"] == item["id"]
+        # the desk gets the Markdown as written (a correction starts from it); readers never do
+        assert item["markdown"].startswith("**Attack!** *Castagnède*") and "markdown" not in live["item"]
         await call(fil, "POST", posts, {"text": "Later post"}, token)
         await ws.recv()
         # a correction keeps its place and shows as updated
         status, fixed = await call(
-            fil, "PATCH", f"{posts}/{item['id']}", {"text": "Attack by Castagnède!", "version": item["version"]}, token
+            fil,
+            "PATCH",
+            f"{posts}/{item['id']}",
+            {"text": "Attack by **Castagnède**!", "version": item["version"]},
+            token,
         )
         assert status == 200 and fixed["item"]["updated_at"] and fixed["item"]["version"] == item["version"] + 1
+        assert fixed["item"]["markdown"] == "Attack by **Castagnède**!"
         corrected = json.loads(await ws.recv())
         assert corrected["item"]["text"] == "Attack by Castagnède!"
     timeline = (await call(fil, "GET", f"/api/events/{SLUG}/items"))[1]["items"]

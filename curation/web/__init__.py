@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/editor/login", desk.login, methods=["POST"]),
         Route("/editor/logout", desk.logout, methods=["POST"]),
         Route("/editor/events/{slug}", desk.event_desk),
+        Route("/api/events", admin_api.create_event, methods=["POST"]),
+        Route("/api/events/{slug}", admin_api.update_event, methods=["PATCH"]),
         Route("/api/editors", admin_api.list_editors),
         Route("/api/editors/{name}", admin_api.put_editor, methods=["PUT"]),
         Route("/api/editors/{name}/disabled", admin_api.disable_editor, methods=["POST"]),

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.templating import Jinja2Templates
 
 from curation.auth import (
+    MIN_PASSWORD,
     AuthError,
     LoginRefused,
     LoginThrottled,
@@ -27,6 +28,7 @@ from curation.auth import (
     set_session_cookie,
 )
 from curation.service import Fil
+from curation.store.accounts import accounts_of
 
 LOGIN_PATH = "/editor/login"
 #: the login form is a name, a password and a path: anything bigger is not one
@@ -137,10 +139,20 @@ async def logout(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    """The desk's front page: every configured event (drafts included), each a link to its desk."""
+    """The desk's front page: every event (drafts included), each a link to its desk; for admins, the forms
+    that create events, change their status and manage editors (static/admin.js)."""
     editor = await require_editor(request, csrf=False)
     fil: Fil = request.app.state.fil
-    return _desk_page(request, "editor/index.html", {"editor": editor, "events": list(fil.config.events)})
+    events = list(fil.config.events)
+    editors = await accounts_of(fil.store).list_editors() if editor.role == "admin" else []
+    context = {
+        "editor": editor,
+        "events": events,
+        "origins": {event.slug: fil.event_origin(event.slug) for event in events},
+        "editors": editors,
+        "min_password": MIN_PASSWORD,
+    }
+    return _desk_page(request, "editor/index.html", context)
 
 
 async def event_desk(request: Request) -> Response:
