@@ -67,7 +67,12 @@
     return b;
   }
 
+  function countQueue() {
+    document.getElementById("queue-count").textContent = "(" + document.getElementById("queue").children.length + ")";
+  }
+
   function show(item) {
+    item.t = Date.parse(item.first_seen_at);
     items[item.id] = item;
     var old = document.getElementById("desk-" + item.id);
     var node = card(item);
@@ -75,11 +80,24 @@
     var list = document.getElementById(listFor(item));
     if (old && old.parentNode === list) { list.replaceChild(node, old); return; }
     if (old) old.remove();
+    // live changes are mostly the newest item: the walk from the top stops at once
     var child = list.firstElementChild;
-    var key = Date.parse(item.first_seen_at);
-    while (child && Date.parse(items[child.dataset.id].first_seen_at) > key) child = child.nextElementSibling;
+    while (child && items[child.dataset.id].t > item.t) child = child.nextElementSibling;
     list.insertBefore(node, child);
-    document.getElementById("queue-count").textContent = "(" + document.getElementById("queue").children.length + ")";
+    countQueue();
+  }
+
+  // a whole state at once: cards built off-document, sorted once, each list replaced in one go
+  function showAll(all) {
+    var lists = { queue: document.createDocumentFragment(), timeline: document.createDocumentFragment(),
+                  removed: document.createDocumentFragment() };
+    items = {};
+    all.forEach(function (item) { item.t = Date.parse(item.first_seen_at); items[item.id] = item; });
+    all.sort(function (a, b) { return b.t - a.t; }).forEach(function (item) {
+      var node = card(item); filter(node); lists[listFor(item)].appendChild(node);
+    });
+    Object.keys(lists).forEach(function (id) { document.getElementById(id).replaceChildren(lists[id]); });
+    countQueue();
   }
 
   function filter(node) {
@@ -161,9 +179,7 @@
       if (r.status === 401) { location.href = "/editor/login?next=" + encodeURIComponent(location.pathname); throw new Error("login"); }
       return r.json();
     }).then(function (state) {
-      ["queue", "timeline", "removed"].forEach(function (id) { document.getElementById(id).replaceChildren(); });
-      items = {};
-      state.items.forEach(show);
+      showAll(state.items);
       seq = state.seq;
       var pending = held; held = [];
       pending.forEach(handle);

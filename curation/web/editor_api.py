@@ -137,7 +137,7 @@ async def action(request: Request, editor: Editor, slug: str) -> Response:
     return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq if change else None})
 
 
-DESK_STATES = tuple(ItemState)
+DESK_STATES = tuple(state for state in ItemState if state is not ItemState.QUEUED)
 DESK_ITEMS = 500
 
 
@@ -145,7 +145,10 @@ DESK_ITEMS = 500
 async def desk_state(request: Request, editor: Editor, slug: str) -> Response:
     """What a desk loads after its websocket says hello: the newest items in every state, and their seq."""
     fil: Fil = request.app.state.fil
-    seq, items = await fil.store.recent(slug, states=DESK_STATES, limit=DESK_ITEMS)
+    # the queue apart: a spam burst of queued posts must not push the timeline off the desk
+    seq, queued = await fil.store.recent(slug, states=(ItemState.QUEUED,), limit=DESK_ITEMS)
+    _, others = await fil.store.recent(slug, states=DESK_STATES, limit=DESK_ITEMS)
+    items = queued + others
     header = await fil.store.get_header(slug)
     return JSONResponse(
         {
