@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CURATION_BLUESKY_APPVIEW", "https://public.api.bsky.app", "AppView that reads pasted Bluesky post URLs"),
     Setting("CURATION_YOUTUBE_OEMBED", "https://www.youtube.com/oembed", "oEmbed endpoint for pasted YouTube URLs"),
     Setting("CURATION_X_OEMBED", "https://publish.twitter.com/oembed", "oEmbed endpoint for pasted X (Twitter) URLs"),
+    Setting(
+        "CURATION_LEASE_TTL", "15s", "with several processes: how soon another takes over the sources of one that died"
+    ),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -116,6 +119,7 @@ class Settings:
     bluesky_appview: str = "https://public.api.bsky.app"
     youtube_oembed: str = "https://www.youtube.com/oembed"
     x_oembed: str = "https://publish.twitter.com/oembed"
+    lease_ttl: float = 15.0
 
     @property
     def base_url(self) -> str:
@@ -158,4 +162,5 @@ class Settings:
             bluesky_appview=values["CURATION_BLUESKY_APPVIEW"],
             youtube_oembed=values["CURATION_YOUTUBE_OEMBED"],
             x_oembed=values["CURATION_X_OEMBED"],
+            lease_ttl=convert("CURATION_LEASE_TTL", parse_duration),
         )

@@ -97,7 +97,9 @@ class Fil:
                 initializer=_worker_init,
                 initargs=(os.getpid(),),
             )
-        self.collection = Collection(self.store, CollectorContext(self.fetcher, self._executor))
+        self.collection = Collection(
+            self.store, CollectorContext(self.fetcher, self._executor), lease_ttl=self.settings.lease_ttl
+        )
         await self.collection.load()
         self.runtime = await self.store.runtime_sources()
         self.runtime_events = await self.store.runtime_events()

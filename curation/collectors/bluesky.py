@@ -96,6 +96,12 @@ class BlueskyCollector:
             return await self._poll_hashtag(source, status)
         return await self._poll_account(source, status)
 
+    def lease_key(self, source: Source) -> str:
+        """Accounts on one Jetstream endpoint share its connection, so one process holds them all."""
+        if self.streams(source):
+            return "jetstream:" + str(source.options.get("jetstream") or DEFAULT_JETSTREAM)
+        return f"source:{source.id}"
+
     def streams(self, source: Source) -> bool:
         """Accounts stream from Jetstream; hashtags do not (that would mean the whole network's posts)."""
         return bool(source.options.get("actor")) and not source.options.get("hashtag")

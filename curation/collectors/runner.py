@@ -1,19 +1,25 @@
 """Runs every enabled source on its schedule: poll, store, record a status, back off on failure.
 
 One task per source (there are tens, not thousands). A failure of any kind becomes the source's
-visible status and a longer wait; it never stops the loop, and only 410 Gone stops polling.
+visible status and a longer wait; it never stops the loop, and only 410 Gone stops polling. With
+several processes, each active source runs only in the process holding its lease (leases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult, StreamingCollector
+from curation.collectors.leases import Leases, LocalLeases
 from curation.collectors.policy import next_delay
 from curation.errors import GoneError, RetryLaterError, SourceError
 from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus, rfc3339
@@ -68,6 +74,21 @@ class SourceRunner:
         self.stream_retry = 1.0
         #: WebSub (issue 3): set by Collection when CURATION_PUBLIC_URL is configured
         self.websub: WebSubManager | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None
+
+    @property
+    def passive(self) -> bool:
+        """Only fed by deliveries (push ingest): every process takes them, none polls."""
+        return bool(getattr(self.collector, "passive", False))
+
+    @property
+    def lease_key(self) -> str:
+        """What one process holds to run this source: the source, or the connection it shares with others."""
+        shared = getattr(self.collector, "lease_key", None)
+        return str(shared(self.source)) if callable(shared) else f"source:{self.source.id}"
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"source:{self.source.id}")
@@ -227,7 +248,16 @@ class SourceRunner:
 class Collection:
     """All runners, kept in step with the configuration (reloads start, stop and restart sources)."""
 
-    def __init__(self, store: Store, context: CollectorContext, *, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        store: Store,
+        context: CollectorContext,
+        *,
+        clock: Clock = _utcnow,
+        leases: Leases | None = None,
+        lease_ttl: float = 15.0,
+        owner: str | None = None,
+    ) -> None:
         self.store = store
         self.context = context
         self.clock = clock
@@ -237,6 +267,13 @@ class Collection:
         self._collectors: dict[str, Collector] = {}
         #: WebSub subscriptions (curation/collectors/websub.py); None unless CURATION_PUBLIC_URL is set
         self.websub: WebSubManager | None = None
+        self.leases: Leases = leases or LocalLeases()
+        #: seconds a lease lasts; it is extended every third of that, so a dead holder is replaced within it
+        self.lease_ttl = lease_ttl
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        #: the lease keys this process holds
+        self.held: set[str] = set()
+        self._lease_task: asyncio.Task[None] | None = None
 
     def _collector(self, kind: str) -> Collector | None:
         if kind not in self._collectors:
@@ -285,12 +322,12 @@ class Collection:
             runner = SourceRunner(source, collector, self.store, status, self.events_of, clock=self.clock)
             runner.websub = self.websub
             self.runners[sid] = runner
-            if getattr(collector, "passive", False):
+            if runner.passive:
                 status.imported = True  # every pushed item is live: no backfill trimming
-            else:
-                runner.start()
-                if self.websub is not None:
-                    self.websub.attach(source, status)
+        await self.renew()
+        await self._release_unused()
+        if self._lease_task is None:
+            self._lease_task = asyncio.create_task(self._lease_loop(), name="source-leases")
 
     def _status(self, source: Source, *, edited: bool) -> SourceStatus:
         status = self.statuses.get(source.id)
@@ -306,9 +343,84 @@ class Collection:
         return status
 
     async def stop(self) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+            self._lease_task = None
         for runner in list(self.runners.values()):
             await runner.stop()
         self.runners.clear()
+        await self._release_unused()  # a clean shutdown hands its sources over at once
+
+    # -- leases: one process runs each active source ------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Extend the leases held, stop what was lost, start what this process can take over."""
+        groups: dict[str, list[SourceRunner]] = {}
+        for runner in self.runners.values():
+            if not runner.passive:
+                groups.setdefault(runner.lease_key, []).append(runner)
+        taken: list[SourceRunner] = []
+        for key, runners in groups.items():
+            try:
+                held = await self.leases.claim(key, self.owner, self.lease_ttl)
+            except Exception:  # the store is away: keep running what runs, start nothing, try again later
+                log.warning("lease %s: could not be claimed or extended; trying again", key, exc_info=True)
+                continue
+            if held:
+                self.held.add(key)
+                taken.extend(runner for runner in runners if not runner.running)
+            elif key in self.held or any(runner.running for runner in runners):
+                self.held.discard(key)
+                log.warning("lease %s: held by another process now; its sources stop here", key)
+                for runner in runners:
+                    await runner.stop()
+                    if self.websub is not None:
+                        await self.websub.detach(runner.source.id, unsubscribe=False)
+        if taken:
+            await self._start_taken(taken)
+        if len(self.held) < len(groups):
+            await self._refresh_others({sid for sid, r in self.runners.items() if not r.running})
+
+    async def _start_taken(self, runners: list[SourceRunner]) -> None:
+        """Start sources this process now holds, from their latest saved state (cursor, validators...)."""
+        try:
+            saved = await self.store.load_statuses()
+        except Exception:
+            log.warning("source states could not be read; starting from the ones in memory", exc_info=True)
+            saved = {}
+        for runner in runners:
+            source = runner.source
+            if source.id in saved:
+                self.statuses[source.id] = saved[source.id]
+            runner.status = self._status(source, edited=False)
+            log.info("%s: collected by this process (%s)", source.id, self.owner)
+            runner.start()
+            if self.websub is not None:
+                self.websub.attach(source, runner.status)
+
+    async def _refresh_others(self, source_ids: set[str]) -> None:
+        """What the holders of other sources saved, so this process shows it too (/api/sources, the desk)."""
+        try:
+            saved = await self.store.load_statuses()
+        except Exception:
+            return
+        for sid in source_ids:
+            if sid in saved and sid in self.runners:
+                self.statuses[sid] = self.runners[sid].status = saved[sid]
+
+    async def _release_unused(self) -> None:
+        wanted = {r.lease_key for r in self.runners.values() if not r.passive}
+        for key in self.held - wanted:
+            self.held.discard(key)
+            with contextlib.suppress(Exception):
+                await self.leases.release(key, self.owner)
 
     async def deliver(self, source_id: str, result: PollResult) -> bool:
         """Store what was pushed to a source (push ingest, WebSub); False when it is not running."""
