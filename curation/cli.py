@@ -1,4 +1,4 @@
-"""The command line: serve (default), check, inspect, create-editor, create-token."""
+"""The command line: serve (default), check, inspect, create-editor, create-token, export, import."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from curation.collectors.fetch import FEED_ACCEPT, Fetcher
 from curation.config import Settings
 from curation.errors import ConfigErrors, CurationError
+from curation.store import Store
 from curation.store.accounts import AccountStore, RoleName
 
 
@@ -153,6 +154,75 @@ def cmd_create_token(args: argparse.Namespace) -> int:
     return asyncio.run(_with_accounts(settings, job))
 
 
+async def _with_store(settings: Settings, job: Callable[[Store], Awaitable[int]]) -> int:
+    from curation.store import open_store
+
+    try:
+        store = open_store(settings.store, log_retention=settings.log_retention)
+        await store.open()
+    except (ValueError, CurationError) as e:
+        print(f"fil: {e}", file=sys.stderr)
+        return 2
+    try:
+        return await job(store)
+    finally:
+        await store.close()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from curation.models import rfc3339, utcnow
+
+    settings = _settings()
+
+    async def job(store: Store) -> int:
+        dump = await store.dump_event(args.slug)
+        if dump is None:
+            print(f"fil: {settings.store}: nothing kept of event {args.slug!r}", file=sys.stderr)
+            return 2
+        text = json.dumps(dump.to_json(exported_at=rfc3339(utcnow()) or ""), ensure_ascii=False, indent=1)
+        if args.output in (None, "-"):
+            sys.stdout.write(text + "\n")
+        else:
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"event {args.slug}: {len(dump.items)} items, log at {dump.head}, exported", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_store(settings, job))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from curation.transfer import TransferError, from_json
+
+    settings = _settings()
+    try:
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        dump = from_json(json.loads(raw), name=args.file)
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"fil: {args.file}: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # JSON syntax
+        print(f"fil: {args.file}: not JSON: {e}", file=sys.stderr)
+        return 2
+    except TransferError as e:
+        print(f"fil: {e}", file=sys.stderr)
+        return 2
+
+    async def job(store: Store) -> int:
+        try:
+            count = await store.load_event(dump, replace=args.replace)
+        except TransferError as e:
+            print(f"fil: {settings.store}: {e}", file=sys.stderr)
+            return 2
+        print(
+            f"event {dump.slug}: {count} items imported into {settings.store}, log at {dump.head}"
+            " (restart running Fil processes to pick up its desk settings)",
+            file=sys.stderr,
+        )
+        return 0
+
+    return asyncio.run(_with_store(settings, job))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Fil, the live news-and-social curation server.")
     commands = parser.add_subparsers(dest="command")
@@ -173,6 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     create_token = commands.add_parser("create-token", help="print a new bearer token for an existing editor")
     create_token.add_argument("name", metavar="NAME")
     create_token.set_defaults(func=cmd_create_token)
+    export = commands.add_parser("export", help="one event (items, log position, audit, desk additions) as JSON")
+    export.add_argument("slug", metavar="SLUG")
+    export.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    export.set_defaults(func=cmd_export)
+    import_ = commands.add_parser("import", help="an event exported by `export`, into $CURATION_STORE")
+    import_.add_argument("file", metavar="FILE", help="the export file, or - for standard input")
+    import_.add_argument("--replace", action="store_true", help="replace what the store has of that event")
+    import_.set_defaults(func=cmd_import)
     args = parser.parse_args(argv)
     if args.command is None:
         return cmd_serve(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 from curation.config import Settings
 from curation.models import Author, Entry, Event, ItemKind, Moderation, Role, Source, SourceKind
 from curation.store import Store, open_store
+from tests.redis_server import RedisServer
 
 T0 = datetime(2027, 7, 12, 12, 0, tzinfo=UTC)
 
@@ -70,10 +72,27 @@ def make_event(slug: str = "stage-1", sources: tuple[str, ...] = ("desk",), **ov
     return Event(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run; each test keeps its keys under its own prefix."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server with a key prefix of this test's own."""
+    return f"{redis_server.url}?prefix=test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A fresh store on each backend (the Redis backend joins this list when it exists)."""
-    backend = open_store(f"sqlite:///{tmp_path}/fil.db", log_retention=50)
+    """A fresh store on each backend."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        url = f"sqlite:///{tmp_path}/fil.db"
+    backend = open_store(url, log_retention=50)
     await backend.open()
     try:
         yield backend

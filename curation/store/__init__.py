@@ -1,7 +1,7 @@
 """The Store seam: items, per-event change logs and source state, behind one Protocol.
 
-`open_store(url)` picks the backend by URL scheme with a lazy import (sqlite:/// today,
-redis:// in a later release). Tests in tests/test_store.py are written against the Protocol.
+`open_store(url)` picks the backend by URL scheme with a lazy import (sqlite:/// or redis://).
+Tests in tests/test_store.py are written against the Protocol.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from curation.header import Header
 from curation.models import Change, Entry, Event, Item, ItemState, Order, Page, Source, SourceStatus
 from curation.posts import Post
+from curation.transfer import EventDump
 
 ChangeListener = Callable[[Sequence[Change]], None]
 
@@ -222,6 +223,18 @@ class Store(Protocol):
         """The sources muted in this event now, with when each mute ends."""
         ...
 
+    async def dump_event(self, slug: str) -> EventDump | None:
+        """Everything kept of one event, for `app.py export` (None: this store has nothing of it)."""
+        ...
+
+    async def load_event(self, dump: EventDump, *, replace: bool = False, editor: str = "import") -> int:
+        """Write an exported event atomically (audited as `import`); returns its number of items.
+
+        Raises:
+            TransferError: the event already has items or a log here, and `replace` is not set.
+        """
+        ...
+
     async def load_statuses(self) -> dict[str, SourceStatus]: ...
 
     async def save_status(self, status: SourceStatus) -> None: ...
@@ -232,7 +245,8 @@ class Store(Protocol):
 
 
 def open_store(url: str, *, log_retention: int = 10000) -> Store:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `sqlite://:memory:`."""
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://:memory:`, or `redis://host:port/db`
+    (`rediss://` for TLS; `?prefix=name:` puts the keys under another prefix than `fil:`)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"CURATION_STORE={url!r}: expected sqlite:///path.db or redis://host:port/db")
@@ -242,5 +256,9 @@ def open_store(url: str, *, log_retention: int = 10000) -> Store:
         path = rest[1:] if rest.startswith("/") else rest
         return SQLiteStore(path or ":memory:", log_retention=log_retention)
     if scheme in {"redis", "rediss"}:
-        raise ValueError(f"CURATION_STORE={url!r}: the Redis backend is not available in this release")
-    raise ValueError(f"CURATION_STORE={url!r}: unknown store scheme {scheme!r} (use sqlite:///path.db)")
+        from curation.store.redis import RedisStore
+
+        return RedisStore(url, log_retention=log_retention)
+    raise ValueError(
+        f"CURATION_STORE={url!r}: unknown store scheme {scheme!r} (use sqlite:///path.db or redis://host:port/db)"
+    )

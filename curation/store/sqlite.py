@@ -49,6 +49,7 @@ from curation.store import (
     RuntimeSource,
 )
 from curation.store.sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin
+from curation.store.sqlite_transfer import TransferMixin
 
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore(AccountsMixin):
+class SQLiteStore(AccountsMixin, TransferMixin):
     def __init__(self, path: str, *, log_retention: int = 10000) -> None:
         self.path = path
         self.log_retention = max(1, log_retention)
