@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core, for the reader page's accessibility test (npm, kept out of git)
+AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test check style types bench clean system-deps
 
@@ -21,8 +23,19 @@ system-deps:
 	  echo "installing chromium from Debian"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing npm from Debian"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq npm >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq redis-server >/dev/null; }
 
-test: $(STAMP) system-deps
+$(AXE): | system-deps
+	npm install --prefix .cache/axe --no-audit --no-fund --silent axe-core@4
+
+test: $(STAMP) system-deps $(AXE)
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)

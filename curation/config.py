@@ -44,6 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CURATION_PING_INTERVAL", "20s", "websocket keepalive ping interval"),
     Setting("CURATION_RELOAD_INTERVAL", "2s", "how often sources.yaml is checked for changes (SIGHUP reloads at once)"),
     Setting("CURATION_LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting("CURATION_LOG_FORMAT", "text", "text, or json: one JSON object per log line (access log included)"),
+    Setting("CURATION_METRICS_TOKEN", "", "when set, GET /metrics asks for Authorization: Bearer <this token>"),
     Setting("CURATION_WEBSUB_LEASE", "1d", "WebSub lease asked of hubs (renewed at 80% of what the hub grants)"),
     Setting(
         "CURATION_WEBSUB_SAFETY_INTERVAL", "15m", "while WebSub push is healthy, a feed is polled at most this often"
@@ -89,6 +91,13 @@ def parse_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def parse_log_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("use text or json")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     sources: str = "sources.yaml"
@@ -110,6 +119,8 @@ class Settings:
     ping_interval: float = 20.0
     reload_interval: float = 2.0
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_token: str = ""
     #: seconds between the demo's releases (not an environment setting: tests shorten it)
     demo_release_every: float = 6.0
     #: how often scheduled editor posts are checked for publication (tests shorten it)
@@ -157,6 +168,8 @@ class Settings:
             ping_interval=convert("CURATION_PING_INTERVAL", parse_duration),
             reload_interval=convert("CURATION_RELOAD_INTERVAL", parse_duration),
             log_level=values["CURATION_LOG_LEVEL"],
+            log_format=convert("CURATION_LOG_FORMAT", parse_log_format),
+            metrics_token=values["CURATION_METRICS_TOKEN"].strip(),
             websub_lease=convert("CURATION_WEBSUB_LEASE", parse_duration),
             websub_safety_interval=convert("CURATION_WEBSUB_SAFETY_INTERVAL", parse_duration),
             bluesky_appview=values["CURATION_BLUESKY_APPVIEW"],

@@ -69,7 +69,19 @@ class Sink(Protocol):
 class Channel:
     """The readers of one event and its recent frames."""
 
-    __slots__ = ("event", "head", "readers", "ring", "ring_bytes", "ring_start")
+    __slots__ = (
+        "changes",
+        "connects",
+        "deliveries",
+        "disconnects",
+        "dropped",
+        "event",
+        "head",
+        "readers",
+        "ring",
+        "ring_bytes",
+        "ring_start",
+    )
 
     def __init__(self, event: str, head: int) -> None:
         self.event = event
@@ -79,6 +91,28 @@ class Channel:
         self.ring: deque[tuple[int, bytes | None]] = deque()
         self.ring_bytes = 0
         self.readers: set[Sink] = set()
+        # plain integers for /metrics (curation/web/ops.py reads them at scrape time): counted per
+        # commit or per registration, never per socket on the publish path
+        self.changes = 0
+        self.deliveries = 0
+        self.dropped = 0
+        self.connects = 0
+        self.disconnects = 0
+
+    def add(self, sink: Sink) -> None:
+        self.readers.add(sink)
+        self.connects += 1
+
+    def discard(self, sink: Sink) -> None:
+        if sink in self.readers:
+            self.readers.remove(sink)
+            self.disconnects += 1
+
+    def drop(self, gone: list[Sink]) -> None:
+        """Readers that refused a frame (too slow, or closing): no longer written to."""
+        self.readers.difference_update(gone)
+        self.dropped += len(gone)
+        self.disconnects += len(gone)
 
     def push(self, seq: int, frame: bytes | None) -> bool:
         """Remember a change; False when it was already seen (a store may notify twice after a reconnect)."""
@@ -134,6 +168,7 @@ class Hub:
             if not channel.push(change.seq, frame):
                 continue
             accepted.setdefault(change.event, []).append(change)
+            channel.changes += 1
             if frame is not None:
                 batches.setdefault(change.event, []).append(frame)
         for event, fresh in accepted.items():
@@ -144,10 +179,12 @@ class Hub:
             if not channel.readers:
                 continue
             gone = [sink for sink in channel.readers if not sink.send(frames)]
-            self.deliveries += (len(channel.readers) - len(gone)) * len(frames)
+            delivered = (len(channel.readers) - len(gone)) * len(frames)
+            self.deliveries += delivered
+            channel.deliveries += delivered
             if gone:
                 self.dropped += len(gone)
-                channel.readers.difference_update(gone)
+                channel.drop(gone)
 
     def send_all(self, event: str, message: dict[str, object]) -> int:
         """Send a message outside the change log (the header block) to every reader and desk of the event.
@@ -164,7 +201,11 @@ class Hub:
             gone = [sink for sink in sinks if not sink.send(frame)]
             sent += len(sinks) - len(gone)
             self.dropped += len(gone)
-            sinks.difference_update(gone)
+            if channel is not None and sinks is channel.readers:
+                channel.deliveries += len(sinks) - len(gone)
+                channel.drop(gone)
+            else:
+                sinks.difference_update(gone)
         return sent
 
     def _to_editors(self, event: str, changes: Sequence[Change]) -> None:
@@ -204,7 +245,7 @@ class Hub:
         if not sink.send(hello):
             return False
         if since is None:
-            channel.readers.add(sink)
+            channel.add(sink)
             return True
         if since > channel.head or since < 0:
             return self._reset(channel, sink)
@@ -215,7 +256,7 @@ class Hub:
                 # no await from here to the registration: nothing can slip between
                 if tail and not sink.send(tail):
                     return False
-                channel.readers.add(sink)
+                channel.add(sink)
                 return True
             changes = await self.store.changes_since(event, position, limit=REPLAY_BATCH)
             if not changes:
@@ -240,10 +281,10 @@ class Hub:
     def _reset(self, channel: Channel, sink: Sink) -> bool:
         if not sink.send((RESET_FRAME,)):
             return False
-        channel.readers.add(sink)
+        channel.add(sink)
         return True
 
     def leave(self, event: str, sink: Sink) -> None:
         channel = self.channels.get(event)
         if channel is not None:
-            channel.readers.discard(sink)
+            channel.discard(sink)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import logging
 import resource
 
 import uvicorn
 from starlette.applications import Starlette
 
+from curation import logs
 from curation.config import Settings
 from curation.web import create_app
 from curation.web.wsproto import FilWebSocketProtocol
@@ -32,6 +32,7 @@ def uvicorn_config(settings: Settings, *, app: Starlette | None = None) -> uvico
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         log_level=settings.log_level,
+        log_config=logs.uvicorn_log_config(settings.log_format),
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
         lifespan="on",
@@ -56,7 +57,7 @@ def _raise_file_limit() -> None:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     tune_gc()
     _raise_file_limit()
     uvicorn.Server(uvicorn_config(settings)).run()

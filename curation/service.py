@@ -26,6 +26,7 @@ from curation.collectors.websub import WebSubManager
 from curation.config import Settings
 from curation.errors import ConfigError, ConfigErrors, EventExists
 from curation.hub import Hub
+from curation.metrics import STORE_BUCKETS, LoopLag, Registry, timed_store
 from curation.models import Config, Event, EventStatus, Source, SourceStatus
 from curation.runtime_events import check_changes, overlay, parse_event
 from curation.runtime_sources import parse_source
@@ -50,7 +51,15 @@ def _worker_init(parent: int) -> None:
 class Fil:
     def __init__(self, settings: Settings, *, store: Store | None = None, executor: Executor | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.store, log_retention=settings.log_retention)
+        #: what /metrics shows beyond the counts it reads from the hub and the collectors (curation/web/ops.py)
+        self.metrics = Registry()
+        self.store_latency = self.metrics.histogram(
+            "fil_store_duration_seconds", "Store calls, by Store method", ["operation"], buckets=STORE_BUCKETS
+        )
+        self.store = timed_store(
+            store or open_store(settings.store, log_retention=settings.log_retention), self.store_latency
+        )
+        self.loop_lag = LoopLag(self.metrics)
         self.hub = Hub(self.store)
         #: editor logins, sessions and tokens; the accounts live in the store, start() loads the cookie-signing key
         self.auth = Auth(self.store, settings)
@@ -121,6 +130,7 @@ class Fil:
         self._schedule_task = asyncio.create_task(self._schedule(), name="scheduled-posts")
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self.loop_lag.start()
         self.ready = True
 
     async def stop(self) -> None:
@@ -143,6 +153,7 @@ class Fil:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._unlisten()
         await self.store.close()
+        await self.loop_lag.stop()
 
     async def _start_demo(self) -> None:
         from curation.demo import DemoUpstream

@@ -1,25 +1,62 @@
-// Fil live timeline: keeps the server-rendered page current over the event's websocket.
-// Resumes with ?since=<last seq> after any drop, so nothing is missed or shown twice.
+// Fil live timeline: keeps a server-rendered timeline current over the event's websocket.
+// Resumes with ?since=<last seq> after any drop, so nothing is missed or shown twice, and never moves
+// what the reader is reading: below the top, new items wait behind a "N new updates" button.
+// Reads #timeline's data-slug, -seq, -order, -lang, -tz, -roles (a comma list; empty: every role),
+// -limit (keep at most this many items, the oldest go) and -edge ("0": the view holds older items
+// only, so new ones are not inserted). Works on the reader page and on any page with the same markup.
 (function () {
   "use strict";
   var timeline = document.getElementById("timeline");
-  if (!timeline || !window.WebSocket) return;
-  var slug = timeline.dataset.slug;
-  var order = timeline.dataset.order || "newest";
-  var tz = timeline.dataset.tz || "UTC";
-  var lang = timeline.dataset.lang || "en";
-  var seq = parseInt(timeline.dataset.seq || "0", 10);
-  var T = JSON.parse(document.getElementById("fil-strings").textContent);
+  if (!timeline || !window.WebSocket || !window.fetch) return;
+  var data = timeline.dataset;
+  var slug = data.slug;
+  var order = data.order || "newest";
+  var tz = data.tz || "UTC";
+  var lang = data.lang || "en";
+  var seq = parseInt(data.seq || "0", 10);
+  var roles = (data.roles || "").split(",").map(function (r) { return r.trim(); }).filter(Boolean);
+  var limit = parseInt(data.limit || "0", 10) || 0;
+  var stringsNode = document.getElementById("fil-strings");
+  var T = stringsNode ? JSON.parse(stringsNode.textContent) : {};
   var conn = document.getElementById("conn");
-  var announce = document.getElementById("announce");
+  var announce = document.getElementById("announce") || made("div", "sr-only", "announce", "aria-live");
+  var fresh = document.getElementById("fresh") || made("button", "fresh", "fresh");
+  var moments = document.getElementById("moments");
+  var motion = window.matchMedia ? window.matchMedia("(prefers-reduced-motion: no-preference)") : null;
   var socket = null;
   var backoff = 1000;
   var resetting = false;
-  var held = [];
-  var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz });
+  var held = [];      // frames that arrive while a reset reloads the timeline
+  var pending = [];   // new items waiting behind the "new updates" button
+  var skipped = {};   // new items beyond a view of older items, kept until the view reaches the edge
+  var told = 0, toldItem = null, toldTimer = null;
+  var clock = format({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  var day = format({ day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  var full = format({ year: "numeric", month: "long", day: "numeric", hour: "2-digit", minute: "2-digit",
+                      hourCycle: "h23", timeZoneName: "short" });
+  var rel = Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(lang, { numeric: "auto", style: "short" }) : null;
+  var YOUTUBE = /^https?:\/\/(?:(?:www\.|m\.)?youtube(?:-nocookie)?\.com\/(?:watch\?(?:[^#]*&)?v=|embed\/|shorts\/|live\/)|youtu\.be\/)([A-Za-z0-9_-]{11})(?:[?&#/]|$)/;
+
+  function made(tag, className, id, live) {
+    var node = el(tag, className);
+    node.id = id;
+    if (live) node.setAttribute(live, "polite");
+    if (tag === "button") { node.type = "button"; node.hidden = true; }
+    timeline.parentNode.insertBefore(node, timeline);
+    return node;
+  }
+
+  function format(options) {
+    options.timeZone = tz;
+    try { return new Intl.DateTimeFormat(lang, options); } catch (e) {
+      delete options.timeZone;
+      return new Intl.DateTimeFormat(lang, options);
+    }
+  }
 
   function status(text, state) {
     if (!conn) return;
+    conn.hidden = false;
     conn.textContent = text;
     conn.dataset.state = state;
   }
@@ -35,16 +72,71 @@
     return /^https?:\/\//i.test(url || "") ? url : null;
   }
 
+  function image(src, alt, className) {
+    var img = el("img", className);
+    img.src = src; img.alt = alt || ""; img.loading = "lazy"; img.referrerPolicy = "no-referrer";
+    return img;
+  }
+
+  function link(className, href, text) {
+    var a = el("a", className, text);
+    a.href = href; a.rel = "noopener noreferrer";
+    return a;
+  }
+
   function sortKey(item) {
-    var published = Date.parse(item.published_at);
-    var seen = Date.parse(item.first_seen_at);
-    return Math.min(published, seen);
+    return Math.min(Date.parse(item.published_at), Date.parse(item.first_seen_at));
+  }
+
+  function wanted(item) {
+    return !roles.length || roles.indexOf(item.role) !== -1;
+  }
+
+  // "3 min ago" for recent items, the day and time for older ones; the absolute time stays in the title
+  function ago(when) {
+    var s = (Date.now() - when) / 1000;
+    if (!rel || s > 86400 * 0.75) return day.format(when);
+    if (s < 45) return T.just_now || clock.format(when);
+    if (s < 3600) return rel.format(-Math.max(1, Math.round(s / 60)), "minute");
+    return rel.format(-Math.round(s / 3600), "hour");
+  }
+
+  function stamp(time) {
+    var when = Date.parse(time.dateTime);
+    if (isNaN(when)) return;
+    var text = ago(when);
+    if (time.textContent !== text) time.textContent = text;
+    time.title = full.format(when);
+    var abs = time.nextElementSibling;
+    if (abs && abs.classList.contains("abs")) abs.textContent = ", " + time.title;
+  }
+
+  function refreshTimes(root) {
+    var times = (root || timeline).querySelectorAll(".time time");
+    for (var i = 0; i < times.length; i++) stamp(times[i]);
+  }
+
+  function youtubeId(url) {
+    var m = YOUTUBE.exec(url || "");
+    return m ? m[1] : null;
+  }
+
+  // a poster that plays on click; the player (YouTube's no-cookie one, or <video>) loads only then
+  function player(href, poster, label, yt, video) {
+    var a = link("video", href);
+    if (yt) a.dataset.yt = yt; else a.dataset.video = video;
+    if (safeHref(poster)) a.appendChild(image(poster, ""));
+    var play = el("span", "play", T.play_video || "▶");
+    if (label) play.appendChild(el("span", "sr-only", ": " + label));
+    a.appendChild(play);
+    return a;
   }
 
   function render(item) {
     var article = el("article", "item role-" + item.role + " kind-" + item.kind);
     article.id = "item-" + item.id;
     article.dataset.id = item.id;
+    article.dataset.role = item.role;
     article.dataset.sort = String(sortKey(item));
     article.dataset.pinned = item.pinned ? "1" : "0";
     article.dataset.version = String(item.version);
@@ -58,42 +150,34 @@
     if (item.reposted_by) {
       var shared = el("p", "reposted", T.reposted_by + " ");
       var by = item.reposted_by.name || item.reposted_by.handle || "";
-      if (safeHref(item.reposted_by.url)) {
-        var byLink = el("a", null, by); byLink.href = item.reposted_by.url; byLink.rel = "noopener noreferrer";
-        shared.appendChild(byLink);
-      } else {
-        shared.appendChild(document.createTextNode(by));
-      }
+      if (safeHref(item.reposted_by.url)) shared.appendChild(link(null, item.reposted_by.url, by));
+      else shared.appendChild(document.createTextNode(by));
       article.appendChild(shared);
     }
     var head = el("header");
     head.appendChild(el("span", "badge", T[item.role] || item.role));
     var author = item.author || {};
     if (safeHref(author.avatar)) {
-      var avatar = el("img", "avatar");
-      avatar.src = author.avatar; avatar.alt = ""; avatar.width = 32; avatar.height = 32; avatar.loading = "lazy";
+      var avatar = image(author.avatar, "", "avatar");
+      avatar.width = 32; avatar.height = 32;
       head.appendChild(avatar);
     }
-    var who = el(safeHref(author.url) ? "a" : "span", "author", author.name || item.source.label);
-    if (safeHref(author.url)) { who.href = author.url; who.rel = "noopener noreferrer"; }
-    head.appendChild(who);
+    var name = author.name || item.source.label;
+    head.appendChild(safeHref(author.url) ? link("author", author.url, name) : el("span", "author", name));
     if (author.handle) head.appendChild(el("span", "handle", author.handle));
-    var link = el("a", "time");
-    link.href = "#item-" + item.id;
-    var time = el("time", null, clock.format(new Date(item.published_at)));
+    var permalink = el("a", "time");
+    permalink.href = "#item-" + item.id;
+    var time = el("time");
     time.dateTime = item.published_at;
-    link.appendChild(time);
-    head.appendChild(link);
+    permalink.appendChild(time);
+    permalink.appendChild(el("span", "sr-only abs"));
+    stamp(time);
+    head.appendChild(permalink);
     if (item.updated_at) head.appendChild(el("span", "updated", "(" + T.updated + ")"));
     article.appendChild(head);
     if (item.title) {
       var h = el("h2", "title");
-      var href = safeHref(item.url);
-      if (href) {
-        var a = el("a", null, item.title); a.href = href; a.rel = "noopener noreferrer"; h.appendChild(a);
-      } else {
-        h.textContent = item.title;
-      }
+      if (safeHref(item.url)) h.appendChild(link(null, item.url, item.title)); else h.textContent = item.title;
       article.appendChild(h);
     }
     var holder = article;
@@ -109,34 +193,40 @@
     } else if (item.text) {
       holder.appendChild(el("p", "body", item.text));
     }
+    var played = [];
     (item.media || []).forEach(function (m) {
       if (!safeHref(m.url)) return;
       if (item.html && item.html.indexOf(m.url) !== -1) return; // already shown in the body
+      var yt = m.type === "video" ? youtubeId(m.url) : null;
       if (m.type === "image") {
-        var img = el("img", "media");
-        img.src = m.url; img.alt = m.alt || ""; img.loading = "lazy";
-        holder.appendChild(img);
+        holder.appendChild(image(m.url, m.alt, "media"));
+      } else if (yt) {
+        played.push(yt);
+        holder.appendChild(player("https://www.youtube.com/watch?v=" + yt, m.thumbnail, m.alt || item.title, yt));
+      } else if (m.type === "video") {
+        holder.appendChild(player(m.url, m.thumbnail, m.alt || item.title, null, m.url));
       } else if (safeHref(m.thumbnail)) {
-        var video = el("a", "media video"); video.href = m.url; video.rel = "noopener noreferrer";
-        var poster = el("img"); poster.src = m.thumbnail; poster.alt = m.alt || ""; poster.loading = "lazy";
-        video.appendChild(poster);
-        holder.appendChild(video);
+        var media = link("media", m.url);
+        media.appendChild(image(m.thumbnail, m.alt));
+        holder.appendChild(media);
       }
     });
-    if (item.card && safeHref(item.card.url)) {
-      var card = el("a", "card card-" + item.card.kind); card.href = item.card.url; card.rel = "noopener noreferrer";
-      if (safeHref(item.card.image)) { var ci = el("img"); ci.src = item.card.image; ci.alt = ""; ci.loading = "lazy"; card.appendChild(ci); }
+    var card = item.card;
+    if (card && safeHref(card.url)) {
+      var cyt = youtubeId(card.url);
+      if (cyt && played.indexOf(cyt) === -1) holder.appendChild(player(card.url, card.image, card.title, cyt));
+      var box = link("card card-" + card.kind, card.url);
+      if (safeHref(card.image) && !cyt) box.appendChild(image(card.image, ""));
       var ct = el("span", "card-text");
-      if (item.card.author) ct.appendChild(el("span", "card-author", item.card.author.name || item.card.author.handle || ""));
-      if (item.card.title) ct.appendChild(el("strong", null, item.card.title));
-      if (item.card.description) ct.appendChild(el("span", null, item.card.description));
-      card.appendChild(ct);
-      holder.appendChild(card);
+      if (card.author) ct.appendChild(el("span", "card-author", card.author.name || card.author.handle || ""));
+      if (card.title) ct.appendChild(el("strong", null, card.title));
+      if (card.description) ct.appendChild(el("span", null, card.description));
+      box.appendChild(ct);
+      holder.appendChild(box);
     }
     var foot = el("footer");
-    var src = el("a", "source", item.source.label);
-    src.href = safeHref(item.url) || "#"; src.rel = "noopener noreferrer";
-    foot.appendChild(src);
+    foot.appendChild(safeHref(item.url) ? link("source", item.url, item.source.label)
+                                        : el("span", "source", item.source.label));
     article.appendChild(foot);
     return article;
   }
@@ -156,26 +246,204 @@
     timeline.insertBefore(node, child);
   }
 
-  function upsert(item) {
-    var node = render(item);
-    var old = document.getElementById("item-" + item.id);
+  function articles() {
+    return Array.prototype.filter.call(timeline.children, function (n) { return n.tagName === "ARTICLE"; });
+  }
+
+  function shown(id) {
+    var node = document.getElementById("item-" + id);
+    return node && node.parentNode === timeline ? node : null;
+  }
+
+  // Runs a change to the timeline without moving what the reader looks at: the first item still on
+  // screen keeps its place, whatever was inserted, grown, shrunk or removed above it.
+  function steady(change) {
+    var marks = [];
+    if (timeline.getBoundingClientRect().top < 0) {
+      var nodes = articles();
+      for (var i = 0; i < nodes.length && marks.length < 2; i++) {
+        var box = nodes[i].getBoundingClientRect();
+        if (box.bottom > 0 || marks.length) marks.push({ id: nodes[i].dataset.id, top: box.top });
+      }
+    }
+    change();
+    // the anchor itself may have gone (removed, filtered out): the item after it then holds the view
+    for (var j = 0; j < marks.length; j++) {
+      var now = shown(marks[j].id);
+      if (!now) continue;
+      var shift = now.getBoundingClientRect().top - marks[j].top;
+      if (shift) window.scrollBy(0, shift);
+      return;
+    }
+  }
+
+  // the start of the timeline is on screen (a few pixels of rounding allowed)
+  function atTop() {
+    return timeline.getBoundingClientRect().top > -8;
+  }
+
+  function atEdge() {
+    return data.edge !== "0";
+  }
+
+  // a replaced item keeps what the reader did with it: an open content warning, the focus
+  function carry(old, node) {
+    var cw = old.querySelector("details.cw");
+    if (cw && cw.open && node.querySelector("details.cw")) node.querySelector("details.cw").open = true;
+    var active = document.activeElement;
+    if (!active || !old.contains(active)) return null;
+    var from = old.querySelectorAll("a[href], button, summary, [tabindex]");
+    var index = Array.prototype.indexOf.call(from, active);
+    return function () {
+      var to = node.querySelectorAll("a[href], button, summary, [tabindex]");
+      var target = to[index] || node;
+      if (target === node) node.tabIndex = -1;
+      target.focus({ preventScroll: true });
+    };
+  }
+
+  function headline(item) {
+    var text = item.title || item.text || (item.author && item.author.name) || item.source.label || "";
+    return text.length > 80 ? text.slice(0, 79) + "…" : text;
+  }
+
+  function count(n) {
+    return n === 1 ? T.new_updates_one : (T.new_updates || "{n}").replace("{n}", n);
+  }
+
+  // one short polite announcement per burst of new items, never the items themselves
+  function tell(item) {
+    told += 1;
+    toldItem = item;
+    if (toldTimer) return;
+    toldTimer = setTimeout(function () {
+      toldTimer = null;
+      announce.textContent = told === 1 ? T.new_item + ": " + headline(toldItem) : count(told);
+      told = 0;
+    }, 1000);
+  }
+
+  function showFresh() {
+    fresh.textContent = count(pending.length);
+    fresh.hidden = !pending.length;
+  }
+
+  function insertNew(item) {
     var empty = document.getElementById("empty");
     if (empty) empty.remove();
-    if (old && old.parentNode === timeline) {
-      if (old.dataset.sort === node.dataset.sort && old.dataset.pinned === node.dataset.pinned) {
-        timeline.replaceChild(node, old); // an edit stays where it was
-        return;
-      }
-      old.remove();
-    } else if (announce) {
-      announce.textContent = T.new_item + ": " + (item.title || (item.author && item.author.name) || item.source.label);
-    }
+    var node = render(item);
+    node.classList.add("arrived");
     place(node);
+    return node;
+  }
+
+  function trim() {
+    if (!limit) return;
+    var nodes = articles();
+    if (nodes.length <= limit) return;
+    var oldest = nodes.filter(function (n) { return n.dataset.pinned !== "1"; })
+      .sort(function (a, b) { return +a.dataset.sort - +b.dataset.sort; });
+    steady(function () {
+      for (var i = 0; i < nodes.length - limit && i < oldest.length; i++) oldest[i].remove();
+    });
+  }
+
+  // brings the waiting items in; after a click, shows the first of them and moves focus there
+  function flush(byReader) {
+    var items = pending;
+    pending = [];
+    showFresh();
+    var added = items.map(insertNew);
+    trim();
+    if (!byReader || !added.length) return;
+    var first = articles().filter(function (n) { return added.indexOf(n) !== -1; })[0];
+    if (!first) return;
+    first.tabIndex = -1;
+    first.focus({ preventScroll: true });
+    first.scrollIntoView({ block: "start", behavior: motion && motion.matches ? "smooth" : "auto" });
+  }
+
+  function pendingIndex(id) {
+    for (var i = 0; i < pending.length; i++) if (pending[i].id === id) return i;
+    return -1;
+  }
+
+  function upsert(item) {
+    var old = shown(item.id);
+    var waiting = pendingIndex(item.id);
+    moment(item);
+    if (!wanted(item)) {
+      delete skipped[item.id];
+      if (waiting !== -1) { pending.splice(waiting, 1); showFresh(); }
+      if (old) steady(function () { old.remove(); });
+      return;
+    }
+    if (waiting !== -1) { pending[waiting] = item; return; }
+    if (old) {
+      var node = render(item);
+      var refocus = carry(old, node);
+      if (old.dataset.sort === node.dataset.sort && old.dataset.pinned === node.dataset.pinned) {
+        steady(function () { timeline.replaceChild(node, old); }); // an edit stays where it was
+      } else {
+        // moved (pinned, unpinned, redated): two steps, so the view never follows it away
+        steady(function () { old.remove(); });
+        steady(function () { place(node); });
+      }
+      if (refocus) refocus();
+      return;
+    }
+    if (!atEdge() && order === "oldest") { skipped[item.id] = item; return; } // arrives with "load later"
+    tell(item);
+    if (!atEdge()) {
+      pending.push(item); // a page of older items: the button leads to the latest
+      showFresh();
+      return;
+    }
+    if (order === "newest" && !atTop()) {
+      pending.push(item);
+      showFresh();
+      return;
+    }
+    if (order === "newest") insertNew(item); // at the top: it flows in
+    else steady(function () { insertNew(item); });
+    trim();
   }
 
   function remove(id) {
-    var old = document.getElementById("item-" + id);
+    var waiting = pendingIndex(id);
+    if (waiting !== -1) { pending.splice(waiting, 1); showFresh(); }
+    delete skipped[id];
+    moment({ id: id });
+    var old = shown(id);
+    if (old) steady(function () { old.remove(); });
+  }
+
+  // the key-moments strip, in time order, each linking to its item
+  function moment(item) {
+    if (moments) steady(function () { setMoment(item); }); // the strip sits above the timeline
+  }
+
+  function setMoment(item) {
+    var list = moments.querySelector("ol");
+    var old = null;
+    for (var li = list.firstElementChild; li; li = li.nextElementSibling) if (li.dataset.id === item.id) old = li;
     if (old) old.remove();
+    if (item.key_moment && wanted(item)) {
+      var entry = el("li");
+      entry.dataset.id = item.id;
+      entry.dataset.sort = String(sortKey(item));
+      var a = el("a");
+      a.href = "#item-" + item.id;
+      var time = el("time", null, clock.format(Date.parse(item.published_at)));
+      time.dateTime = item.published_at;
+      a.appendChild(time);
+      a.appendChild(document.createTextNode(" " + item.key_moment));
+      entry.appendChild(a);
+      var after = list.firstElementChild;
+      while (after && +after.dataset.sort <= +entry.dataset.sort) after = after.nextElementSibling;
+      list.insertBefore(entry, after);
+    }
+    moments.hidden = !list.children.length;
   }
 
   function handle(message) {
@@ -198,15 +466,13 @@
     var box = document.getElementById("header");
     if (!box) return;
     var empty = !header || (!header.summary_html && !(header.facts || []).length && !(header.standings || []).length);
-    box.hidden = empty;
-    if (empty) { box.replaceChildren(); return; }
     var nodes = [];
-    if (header.summary_html) {
+    if (!empty && header.summary_html) {
       var summary = el("div", "summary");
       summary.innerHTML = header.summary_html;
       nodes.push(summary);
     }
-    if ((header.facts || []).length) {
+    if (!empty && (header.facts || []).length) {
       var facts = el("dl", "facts");
       header.facts.forEach(function (f) {
         var row = el("div");
@@ -216,7 +482,7 @@
       });
       nodes.push(facts);
     }
-    if ((header.standings || []).length) {
+    if (!empty && (header.standings || []).length) {
       var standings = el("ol", "standings");
       header.standings.forEach(function (s) {
         var li = el("li");
@@ -227,8 +493,24 @@
       });
       nodes.push(standings);
     }
-    box.replaceChildren.apply(box, nodes);
-    if (announce) announce.textContent = T.header || "";
+    steady(function () {
+      box.hidden = empty;
+      box.replaceChildren.apply(box, nodes);
+    });
+    if (!empty) announce.textContent = T.header || "";
+  }
+
+  function olderLink() {
+    return document.getElementById("older");
+  }
+
+  function reachEdge() {
+    data.next = "";
+    data.edge = "1";
+    var later = Object.keys(skipped).map(function (id) { return skipped[id]; });
+    skipped = {};
+    later.forEach(function (item) { if (!shown(item.id)) insertNew(item); });
+    trim();
   }
 
   function reload() {
@@ -237,18 +519,144 @@
     fetch("/api/events/" + encodeURIComponent(slug) + "/items?limit=50", { headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (page) {
-        var nodes = page.items.map(render);
-        timeline.replaceChildren.apply(timeline, nodes);
         seq = page.seq;
+        if (!atEdge()) return; // a page of older items stays as the reader has it
+        var items = page.items.filter(wanted);
+        if (limit) items = items.slice(0, limit);
+        pending = [];
+        showFresh();
+        timeline.replaceChildren.apply(timeline, items.map(render));
+        items.forEach(moment);
+        data.next = page.next || "";
+        var a = olderLink();
+        if (a && page.next) {
+          a.setAttribute("href", location.pathname + "?before=" + encodeURIComponent(page.next) +
+                                 (roles.length ? "&roles=" + roles.join(",") : ""));
+        }
         if ("header" in page) showHeader(page.header);
       })
       .catch(function () { if (socket) socket.close(); })
       .finally(function () {
         resetting = false;
-        var pending = held; held = [];
-        pending.forEach(handle);
+        var frames = held; held = [];
+        frames.forEach(handle);
       });
   }
+
+  // "load older" (or later, oldest first): the next server-rendered page, its items appended here
+  function loadMore(a) {
+    if (a.getAttribute("aria-busy") === "true") return;
+    var label = a.textContent;
+    a.setAttribute("aria-busy", "true");
+    a.textContent = T.loading || label;
+    fetch(a.href, { headers: { Accept: "text/html" } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var box = doc.getElementById("timeline");
+        var added = [];
+        Array.prototype.slice.call(box ? box.children : []).forEach(function (node) {
+          if (node.tagName !== "ARTICLE" || shown(node.dataset.id)) return;
+          var copy = document.importNode(node, true);
+          timeline.appendChild(copy);
+          added.push(copy);
+        });
+        refreshTimes();
+        var next = doc.getElementById("older");
+        a.textContent = label;
+        a.removeAttribute("aria-busy");
+        if (next) {
+          a.setAttribute("href", next.getAttribute("href"));
+        } else {
+          var holder = a.parentNode;
+          holder.removeChild(a);
+          if (holder.className === "more" && !holder.children.length) holder.parentNode.removeChild(holder);
+          if (order === "oldest") reachEdge();
+        }
+        if (added.length) {
+          added[0].tabIndex = -1;
+          added[0].focus({ preventScroll: !!next });
+        }
+      })
+      .catch(function () {
+        a.textContent = label;
+        a.removeAttribute("aria-busy");
+        announce.textContent = T.load_failed || "";
+      });
+  }
+
+  function play(a) {
+    var label = a.textContent;
+    var box;
+    if (a.dataset.yt) {
+      if (!/^[A-Za-z0-9_-]{11}$/.test(a.dataset.yt)) return;
+      box = el("iframe", "player");
+      box.src = "https://www.youtube-nocookie.com/embed/" + a.dataset.yt + "?autoplay=1";
+      box.allow = "autoplay; encrypted-media; picture-in-picture; fullscreen";
+      box.allowFullscreen = true;
+      box.title = label;
+    } else {
+      var src = safeHref(a.dataset.video);
+      if (!src) return;
+      box = el("video", "player");
+      box.controls = true; box.autoplay = true; box.playsInline = true;
+      var poster = a.querySelector("img");
+      if (poster) box.poster = poster.src;
+      box.src = src;
+      box.setAttribute("aria-label", label);
+    }
+    a.parentNode.replaceChild(box, a);
+    box.focus();
+  }
+
+  function latestUrl() {
+    return location.pathname + (roles.length ? "?roles=" + roles.join(",") : "");
+  }
+
+  // a key moment (or a permalink) whose item is not on the page: bring it in, or open the page around it
+  function jump(id, e) {
+    if (shown(id)) return;
+    if (pendingIndex(id) !== -1) { flush(false); return; }
+    if (e) e.preventDefault();
+    location.assign(location.pathname + "?item=" + encodeURIComponent(id) + "#item-" + id);
+  }
+
+  function focusTarget() {
+    var m = /^#item-([A-Za-z0-9_-]+)$/.exec(location.hash);
+    var node = m && shown(m[1]);
+    if (!node) return;
+    node.tabIndex = -1;
+    node.focus({ preventScroll: true });
+  }
+
+  document.addEventListener("click", function (e) {
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    var a = e.target.closest ? e.target.closest("a") : null;
+    if (!a) return;
+    if (a.id === "older") { e.preventDefault(); loadMore(a); return; }
+    if (a.dataset.yt || a.dataset.video) { e.preventDefault(); play(a); return; }
+    var m = /^#item-([A-Za-z0-9_-]+)$/.exec(a.getAttribute("href") || "");
+    if (m && moments && moments.contains(a)) jump(m[1], e);
+  });
+
+  fresh.addEventListener("click", function () {
+    if (!atEdge()) { location.assign(latestUrl()); return; }
+    flush(true);
+  });
+
+  var ticking = false;
+  window.addEventListener("scroll", function () {
+    if (ticking || !pending.length || !atEdge()) return;
+    ticking = true;
+    requestAnimationFrame(function () {
+      ticking = false;
+      if (pending.length && atEdge() && atTop()) flush(false);
+    });
+  }, { passive: true });
+
+  window.addEventListener("hashchange", focusTarget);
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) refreshTimes(); });
+  setInterval(function () { if (!document.hidden) refreshTimes(); }, 30000);
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -271,6 +679,16 @@
     };
   }
 
+  // a permalink to an item older than this page: open the page around it (once: it may be gone);
+  // only on the reader page (the one with a key-moments strip), never inside an embed
+  var target = /^#item-([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (target && !shown(target[1]) && !/[?&]item=/.test(location.search) && moments) {
+    location.replace(location.pathname + "?item=" + encodeURIComponent(target[1]) + location.hash);
+    return;
+  }
+  refreshTimes();
+  focusTarget();
   window.filLive = { seq: function () { return seq; } };
-  connect();
+  // an ended event is an archive: nothing more will come, so no connection is held open
+  if (timeline.dataset.status !== "closed") connect();
 })();

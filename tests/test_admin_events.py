@@ -92,8 +92,11 @@ async def test_closing_a_sources_yaml_event_from_the_desk_and_handing_it_back(fi
     )
     listed = (await call(fil, "GET", "/api/events"))[1]["events"]
     assert [(e["slug"], e["status"], e["title"]) for e in listed] == [(SLUG, "closed", "Stage 1 (final)")]
-    # the timeline stays readable; the file's sources are untouched
-    assert (await call(fil, "GET", f"/events/{SLUG}"))[0] == 200
+    # the timeline stays readable, as an archive (no live connection), offered for download
+    status, page = await call(fil, "GET", f"/events/{SLUG}")
+    assert status == 200 and 'data-status="closed"' in page and "has ended" in page
+    assert f'href="/events/{SLUG}/archive.html" download' in page
+    assert (await call(fil, "GET", f"/events/{SLUG}/archive.json"))[0] == 200
     assert event["sources"] == ["wire"]
     assert (await call(fil, "PATCH", f"/api/events/{SLUG}", {"status": "over"}, token))[0] == 400
     assert (await call(fil, "PATCH", f"/api/events/{SLUG}", {"slug": "renamed"}, token))[0] == 400

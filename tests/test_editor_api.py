@@ -26,14 +26,22 @@ SECRET = "editor-api-secret"
 PUBLIC = {
     "/",
     "/events/{slug}",
+    "/events/{slug}/feed.atom",
+    "/events/{slug}/feed.json",
+    "/events/{slug}/archive.html",
+    "/events/{slug}/archive.json",
     "/api/events",
     "/api/events/{slug}/items",
     "/api/events/{slug}/live",
     "/api/ingest/{source_id}",  # signed by its own secret instead
     "/websub/{source_id}",  # verified by the hub's signature instead
     "/healthz",
+    "/metrics",  # or a bearer token of its own (CURATION_METRICS_TOKEN)
     "/editor/login",
     "/static",
+    "/embed.js",
+    "/embed/{slug}",
+    "/oembed",
 }
 #: editors with the admin role only: an editor's token gets 403
 ADMIN_ONLY = {

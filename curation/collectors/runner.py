@@ -8,6 +8,7 @@ several processes, each active source runs only in the process holding its lease
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -15,6 +16,7 @@ import random
 import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,18 @@ def backfill(entries: list[Entry], limit: int) -> tuple[list[Entry], list[str]]:
     far_future = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(entries, key=lambda e: e.published_at or far_future, reverse=True)
     return ordered[:limit], [e.key for e in ordered[limit:]]
+
+
+@dataclass(slots=True)
+class PollCounts:
+    """Polls, failed polls and pushed batches per source id since the process started (read by /metrics).
+
+    Collection keeps one for all its runners, so a source restarted by a reload keeps counting.
+    """
+
+    polls: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    pushes: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class SourceRunner:
@@ -74,6 +88,7 @@ class SourceRunner:
         self.stream_retry = 1.0
         #: WebSub (issue 3): set by Collection when CURATION_PUBLIC_URL is configured
         self.websub: WebSubManager | None = None
+        self.counts = PollCounts()
 
     @property
     def running(self) -> bool:
@@ -115,6 +130,7 @@ class SourceRunner:
         """Store what a stream pushed, exactly as a poll result."""
         async with self._lock:
             await self._store(result)
+            self.counts.pushes[self.source.id] += 1
             self.status.last_success_at = self.clock()
             if self.status.state is SourceState.PENDING:
                 self.status.state = SourceState.OK
@@ -170,7 +186,13 @@ class SourceRunner:
             self._failed(e, now)
             status.state = SourceState.GONE
             status.next_poll_at = None
-            log.warning("%s: gone, polling stopped until the source is edited: %s", self.source.id, e)
+            log.warning(
+                "%s: gone, polling stopped until the source is edited: %s",
+                self.source.id,
+                e,
+                extra={"source": self.source.id, "url": self.source.url},
+            )
+            self.counts.polls[self.source.id] += 1
             await self._save()
             return
         except RetryLaterError as e:
@@ -190,6 +212,7 @@ class SourceRunner:
             if self.websub is not None:
                 # WebSub: subscribe to an advertised hub; new entries push never delivered mark it unhealthy
                 self.websub.after_poll(self.source, status, result, new_keys, now)
+        self.counts.polls[self.source.id] += 1
         # WebSub: while push is healthy, polling is only the slow safety net
         interval = self.source.interval
         if self.websub is not None:
@@ -211,7 +234,14 @@ class SourceRunner:
         status.last_error = f"{text} ({url})" if url and url not in text else text
         status.last_error_at = now
         status.state = SourceState.ERROR if status.error_count == 1 else SourceState.BACKING_OFF
-        log.warning("%s: %s (failure %d)", self.source.id, status.last_error, status.error_count)
+        self.counts.errors[self.source.id] += 1
+        log.warning(
+            "%s: %s (failure %d)",
+            self.source.id,
+            status.last_error,
+            status.error_count,
+            extra={"source": self.source.id, "url": url or self.source.url},
+        )
 
     async def _store(self, result: PollResult) -> set[str]:
         """Store one result; returns the keys of entries that became new items (for WebSub's missed check)."""
@@ -262,6 +292,7 @@ class Collection:
         self.context = context
         self.clock = clock
         self.runners: dict[str, SourceRunner] = {}
+        self.counts = PollCounts()
         self.statuses: dict[str, SourceStatus] = {}
         self.config: Config | None = None
         self._collectors: dict[str, Collector] = {}
@@ -321,6 +352,7 @@ class Collection:
                 status.state = SourceState.PENDING
             runner = SourceRunner(source, collector, self.store, status, self.events_of, clock=self.clock)
             runner.websub = self.websub
+            runner.counts = self.counts
             self.runners[sid] = runner
             if runner.passive:
                 status.imported = True  # every pushed item is live: no backfill trimming

@@ -14,7 +14,22 @@ from starlette.templating import Jinja2Templates
 from curation.auth import AuthError
 from curation.config import Settings
 from curation.service import Fil
-from curation.web import admin_api, api, desk, editor_api, ingest, live, pages, websub
+from curation.web import (
+    admin_api,
+    api,
+    archive,
+    caching,
+    cors,
+    desk,
+    editor_api,
+    embed,
+    ingest,
+    live,
+    ops,
+    pages,
+    syndication,
+    websub,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -36,6 +51,10 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
     routes = [
         Route("/", pages.index, name="index"),
         Route("/events/{slug}", pages.event_page, name="event"),
+        Route("/events/{slug}/feed.atom", syndication.atom),
+        Route("/events/{slug}/feed.json", syndication.json),
+        Route("/events/{slug}/archive.html", archive.archive_html_file),
+        Route("/events/{slug}/archive.json", archive.archive_json_file),
         Route("/api/events", api.events),
         Route("/api/events/{slug}/items", api.items),
         WebSocketRoute("/api/events/{slug}/live", live.live),
@@ -44,6 +63,7 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/websub/{source_id}", websub.verify, methods=["GET"]),
         Route("/websub/{source_id}", websub.deliver, methods=["POST"]),
         Route("/healthz", api.healthz),
+        Route("/metrics", ops.metrics),
         Route("/editor/", desk.index, name="editor"),
         Route("/editor/login", desk.login_page, methods=["GET"]),
         Route("/editor/login", desk.login, methods=["POST"]),
@@ -68,10 +88,16 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/api/events/{slug}/header", editor_api.get_header, methods=["GET"]),
         Route("/api/events/{slug}/header", editor_api.put_header, methods=["PUT"]),
         Route("/api/events/{slug}/sources/{source_id}/mute", editor_api.mute, methods=["POST"]),
+        Route("/embed.js", embed.embed_js),
+        Route("/embed/{slug}", embed.embed_page),
+        Route("/oembed", embed.oembed, name="oembed"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: desk.auth_error})
+    app.add_middleware(cors.PublicCORS)
     app.state.fil = service
+    # ETag / Last-Modified / 304 / Cache-Control on the public GETs only (caching.PUBLIC_PATHS)
+    app.add_middleware(caching.CachingMiddleware, policy=caching.fil_policy(service))
     app.state.templates = templates
     return app
