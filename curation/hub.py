@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from curation.codec import dumps, editor_message
@@ -149,6 +149,9 @@ class Hub:
         self.sticky: dict[str, bytes] = {}
         self.dropped = 0
         self.deliveries = 0
+        #: with several processes (curation/cluster.py): brings this hub up to the event's log, so a
+        #: reader resuming here with a seq another process gave it is not taken for one from the future
+        self.catch_up: Callable[[str], Awaitable[None]] | None = None
 
     def readers(self, event: str | None = None) -> int:
         if event is not None:
@@ -185,6 +188,20 @@ class Hub:
             if gone:
                 self.dropped += len(gone)
                 channel.drop(gone)
+
+    def resync(self, event: str, head: int) -> None:
+        """This process fell behind what the event's log keeps: its readers and desks reload (a reset)
+        and carry on from `head`."""
+        channel = self.channels.get(event)
+        if channel is None:
+            return
+        channel.head = channel.ring_start = head
+        channel.ring.clear()
+        channel.ring_bytes = 0
+        frame = (RESET_FRAME,)
+        channel.drop([sink for sink in channel.readers if not sink.send(frame)])
+        desks = self.editors.get(event, set())
+        desks.difference_update([sink for sink in desks if not sink.send(frame)])
 
     def send_all(self, event: str, message: dict[str, object]) -> int:
         """Send a message outside the change log (the header block) to every reader and desk of the event.
@@ -247,6 +264,8 @@ class Hub:
         if since is None:
             channel.add(sink)
             return True
+        if since > channel.head and self.catch_up is not None:
+            await self.catch_up(event)
         if since > channel.head or since < 0:
             return self._reset(channel, sink)
         position = since

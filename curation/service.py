@@ -19,8 +19,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from curation.auth import Auth
+from curation.cluster import Cluster
 from curation.collectors import CollectorContext
 from curation.collectors.fetch import Fetcher
+from curation.collectors.leases import Leases
 from curation.collectors.runner import Collection
 from curation.collectors.websub import WebSubManager
 from curation.config import Settings
@@ -35,8 +37,16 @@ from curation.store import RuntimeEvent, RuntimeSource, Store, open_store
 
 if TYPE_CHECKING:
     from curation.demo import DemoUpstream
+    from curation.store.redis import RedisStore
 
 log = logging.getLogger("curation")
+
+
+def _shared(store: Store) -> RedisStore | None:
+    """The store as the one several processes share (Redis), or None (the embedded SQLite store)."""
+    from curation.store.redis import RedisStore
+
+    return store if isinstance(store, RedisStore) else None
 
 
 def _worker_init(parent: int) -> None:
@@ -56,11 +66,20 @@ class Fil:
         self.store_latency = self.metrics.histogram(
             "fil_store_duration_seconds", "Store calls, by Store method", ["operation"], buckets=STORE_BUCKETS
         )
-        self.store = timed_store(
-            store or open_store(settings.store, log_retention=settings.log_retention), self.store_latency
-        )
+        raw = store or open_store(settings.store, log_retention=settings.log_retention)
+        self.store = timed_store(raw, self.store_latency)
         self.loop_lag = LoopLag(self.metrics)
         self.hub = Hub(self.store)
+        #: several processes on one Redis: each hears the others' commits and notes (curation/cluster.py)
+        self.cluster: Cluster | None = None
+        self._leases: Leases | None = None
+        shared = _shared(raw)
+        if shared is not None:
+            from curation.store.redis_leases import RedisLeases
+
+            self.cluster = Cluster(shared, self.store, self.hub, on_note=self._on_note)
+            self.hub.catch_up = self.cluster.catch_up
+            self._leases = RedisLeases(shared.client, shared.prefix)
         #: editor logins, sessions and tokens; the accounts live in the store, start() loads the cookie-signing key
         self.auth = Auth(self.store, settings)
         self.fetcher = Fetcher(
@@ -87,7 +106,7 @@ class Fil:
         self._watch_task: asyncio.Task[None] | None = None
         self._schedule_task: asyncio.Task[None] | None = None
         self._stamp: tuple[int, int] | None = None
-        self._unlisten = self.store.listen(self.hub.publish)
+        self._unlisten = self.store.listen(self.cluster.local if self.cluster else self.hub.publish)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -107,7 +126,10 @@ class Fil:
                 initargs=(os.getpid(),),
             )
         self.collection = Collection(
-            self.store, CollectorContext(self.fetcher, self._executor), lease_ttl=self.settings.lease_ttl
+            self.store,
+            CollectorContext(self.fetcher, self._executor),
+            leases=self._leases,
+            lease_ttl=self.settings.lease_ttl,
         )
         await self.collection.load()
         self.runtime = await self.store.runtime_sources()
@@ -131,10 +153,14 @@ class Fil:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.loop_lag.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self.cluster is not None:
+            await self.cluster.stop()
         for task in (self._watch_task, self._schedule_task):
             if task is not None:
                 task.cancel()
@@ -281,8 +307,33 @@ class Fil:
 
     async def _keep_event(self, slug: str, settings: dict[str, Any], *, editor: str) -> None:
         await self.store.put_runtime_event(slug, settings, editor=editor)
+        await self._desk_changed()
+
+    async def _desk_changed(self) -> None:
+        """The desk added or changed sources or events: apply it here, and tell the other processes."""
+        await self._reload_desk()
+        if self.cluster is not None:
+            await self.cluster.note("config")
+
+    async def _reload_desk(self) -> None:
+        self.runtime = await self.store.runtime_sources()
         self.runtime_events = await self.store.runtime_events()
         await self._apply(self._file_config)
+
+    async def header_changed(self, event: str, header: dict[str, object]) -> None:
+        """A new header block: to this process's readers and desks now, and to the other processes'."""
+        self.hub.send_all(event, {"type": "header", "header": header})
+        if self.cluster is not None:
+            await self.cluster.note("header", event)
+
+    async def _on_note(self, kind: str, event: str) -> None:
+        """Another process told of a change outside the log (curation/cluster.py)."""
+        if kind == "config" and self.collection is not None:
+            await self._reload_desk()
+        elif kind == "header":
+            header = await self.store.get_header(event)
+            if header is not None:
+                self.hub.send_all(event, {"type": "header", "header": header.to_json()})
 
     async def add_source(self, event: str, definition: dict[str, Any], *, editor: str) -> Source:
         """Add a source to a running event; ConfigErrors naming the key when the definition is wrong."""
@@ -290,16 +341,14 @@ class Fil:
             definition, event=event, taken=self.config.sources, min_interval=self.settings.min_poll_interval
         )
         await self.store.add_runtime_source(event, source.id, dict(definition), editor=editor)
-        self.runtime = await self.store.runtime_sources()
-        await self._apply(self._file_config)
+        await self._desk_changed()
         return source
 
     async def remove_source(self, event: str, source_id: str, *, editor: str) -> bool:
         """Remove a desk-added source (its items stay); False when the desk did not add it."""
         if not await self.store.remove_runtime_source(event, source_id, editor=editor):
             return False
-        self.runtime = await self.store.runtime_sources()
-        await self._apply(self._file_config)
+        await self._desk_changed()
         return True
 
     async def reload(self) -> bool:

@@ -188,6 +188,8 @@
 
   function handle(m) {
     if (m.type === "header") { document.dispatchEvent(new CustomEvent("fil:header", { detail: m.header })); return; }
+    // the server lost track of this event's log (a process that fell far behind): load the desk afresh
+    if (m.type === "reset") { seq = -1; load(); return; }
     if (m.type !== "upsert") return;
     if (seq < 0) { held.push(m); return; }
     if (m.seq <= seq) return;

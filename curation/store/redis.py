@@ -81,6 +81,10 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+#: seconds a Redis call may take before it fails (StoreError)
+SOCKET_TIMEOUT = 5.0
+
+
 class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
     def __init__(self, url: str, *, log_retention: int = 10000, prefix: str | None = None) -> None:
         base, given = split_url(url)
@@ -100,7 +104,11 @@ class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        client = Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=10)
+        # a call that hangs (Redis paused, a partition) fails after SOCKET_TIMEOUT instead of holding a
+        # request, a collector or the hub's catch-up forever
+        client = Redis.from_url(
+            self.url, decode_responses=True, socket_connect_timeout=10, socket_timeout=SOCKET_TIMEOUT
+        )
         meta = f"{self.prefix}meta"
         try:
             await client.ping()
@@ -131,6 +139,16 @@ class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
         if self._client is None:
             raise StoreError(f"{self.where}: store not opened")
         return self._client
+
+    def client(self) -> Redis:
+        """The connection pool, for what lives beside the store on the same Redis (collector leases,
+        the cluster's notes)."""
+        return self._redis()
+
+    def subscriber(self) -> Redis:
+        """A client of its own for a long-lived subscription: no read timeout (it waits for messages),
+        pinged every few seconds instead so a dead connection is noticed."""
+        return Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=10, health_check_interval=5)
 
     def _k(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -23,6 +23,7 @@ from curation.web import (
     desk,
     editor_api,
     embed,
+    fallback,
     ingest,
     live,
     ops,
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: desk.auth_error})
     app.add_middleware(cors.PublicCORS)
     app.state.fil = service
+    # the last good copy of each public page, while the store is away (inside the caching layer)
+    app.add_middleware(fallback.StaleOnError, public=caching.fil_policy(service))
     # ETag / Last-Modified / 304 / Cache-Control on the public GETs only (caching.PUBLIC_PATHS)
     app.add_middleware(caching.CachingMiddleware, policy=caching.fil_policy(service))
     app.state.templates = templates

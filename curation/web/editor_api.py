@@ -319,7 +319,7 @@ async def put_header(request: Request, editor: Editor, slug: str) -> Response:
         assert isinstance(e.current, Header)
         return json_error(409, str(e), header=e.current.to_json())
     body = saved.to_json()
-    fil.hub.send_all(slug, {"type": "header", "header": body})
+    await fil.header_changed(slug, body)
     return JSONResponse({"header": body})
 
 
