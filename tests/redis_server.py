@@ -32,12 +32,14 @@ def _pong(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, *, appendonly: bool = False, folder: Path | None = None) -> None:
+    def __init__(self, *, appendonly: bool = False, folder: Path | None = None, fsync: str = "everysec") -> None:
         binary = shutil.which(BINARY)
         if binary is None:
             raise RuntimeError(f"{BINARY} not found: `make system-deps` installs Debian's redis-server")
         self.binary = binary
         self.appendonly = appendonly
+        #: `always`: every acknowledged write is on disk before Redis answers (what survives kill -9)
+        self.fsync = fsync
         self._own_folder = folder is None
         self.folder = folder or Path(tempfile.mkdtemp(prefix="fil-redis-"))
         self.port = 0
@@ -59,6 +61,7 @@ class RedisServer:
                     "--dir", str(self.folder),
                     "--save", "",
                     "--appendonly", "yes" if self.appendonly else "no",
+                    "--appendfsync", self.fsync,
                     "--logfile", str(self.folder / "redis.log"),
                 ],
                 stdout=subprocess.DEVNULL,
@@ -85,6 +88,10 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._kill()
         self.process = None
+
+    def kill(self) -> None:
+        """kill -9: only what reached the disk survives."""
+        self._kill()
 
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -153,3 +153,35 @@ def test_backfill_orders_undated_entries_first() -> None:
     entries = [make_entry("old", published=NOW - timedelta(days=1)), make_entry("undated", published=None)]
     taken, rest = backfill(entries, 1)
     assert [e.key for e in taken] == ["undated"] and rest == ["old"]
+
+
+async def test_a_store_outage_loses_nothing_and_does_not_back_the_source_off(
+    store: Store,
+    fetcher: Fetcher,
+    upstream: FakeUpstream,  # noqa: F811
+) -> None:
+    from curation.errors import StoreError
+
+    upstream.add("/feed.xml", doc(1, 2), etag="auto")
+    runner = runner_for(store, fetcher, upstream.url("/feed.xml"))
+    real_ingest = store.ingest
+    calls = 0
+
+    async def failing_once(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreError("redis://127.0.0.1:6379/0: Connection refused")
+        return await real_ingest(*args, **kwargs)  # type: ignore[arg-type]
+
+    runner.store = failing_once_store = type("Outage", (), {})()  # a store whose first write fails
+    failing_once_store.ingest = failing_once  # type: ignore[attr-defined]
+    failing_once_store.save_status = store.save_status  # type: ignore[attr-defined]
+    await runner.poll_once()
+    status = runner.status
+    # nothing kept: not the ETag either, or the next poll would be told "not modified" and lose the entries
+    assert status.etag is None and status.error_count == 0 and "store unavailable" in (status.last_error or "")
+    assert timedelta(seconds=60) <= status.next_poll_at - NOW <= timedelta(seconds=66)  # type: ignore[operator]
+    await runner.poll_once()
+    assert upstream.served("/feed.xml", 304) == 0 and await store.head(EVENT.slug) == 2
+    assert status.etag is not None and status.items_seen == 2

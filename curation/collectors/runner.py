@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from curation.collectors import REGISTRY, Collector, CollectorContext, PollResult, StreamingCollector
 from curation.collectors.leases import Leases, LocalLeases
 from curation.collectors.policy import next_delay
-from curation.errors import GoneError, RetryLaterError, SourceError
+from curation.errors import GoneError, RetryLaterError, SourceError, StoreError
 from curation.models import Config, Entry, Event, EventStatus, Source, SourceState, SourceStatus, rfc3339
 from curation.store import Store
 
@@ -202,6 +202,11 @@ class SourceRunner:
             self._failed(e, now)
         except asyncio.CancelledError:
             raise
+        except StoreError as e:
+            # the store is away (Redis restarting, a locked disk): not the source's fault, so no backoff;
+            # nothing was kept of this poll, and the next one at the usual interval fetches it again
+            status.last_error, status.last_error_at = f"store unavailable: {e}", now
+            log.warning("%s: polled, but the store is unavailable: %s", self.source.id, e)
         except Exception as e:  # a bug in a collector must not stop the source or the others
             log.exception("%s: unexpected error while polling", self.source.id)
             self._failed(SourceError(f"internal error: {type(e).__name__}: {e}", source_id=self.source.id), now)
@@ -244,28 +249,31 @@ class SourceRunner:
         )
 
     async def _store(self, result: PollResult) -> set[str]:
-        """Store one result; returns the keys of entries that became new items (for WebSub's missed check)."""
+        """Store one result; returns the keys of entries that became new items (for WebSub's missed check).
+
+        The new validators and cursor are kept only once the entries are stored: if the store fails, the
+        next poll asks for the same document again instead of being told "not modified" and losing it.
+        """
         status = self.status
+        new_keys: set[str] = set()
+        if not result.not_modified:
+            entries, ignore = list(result.entries), list[str]()
+            if not status.imported:
+                entries, ignore = backfill(entries, self.source.backfill)
+            for event in self.events(self.source.id):
+                changes = await self.store.ingest(event, self.source, entries, ignore=ignore, deleted=result.deleted)
+                status.items_seen += sum(1 for c in changes if c.item is not None and c.item.version == 1)
+                new_keys.update(c.item.key for c in changes if c.item is not None and c.item.version == 1)
+            # stored first: a crash before this line re-reads from the old cursor, and ingest is idempotent
+            if result.cursor is not None:
+                status.cursor = result.cursor
+            status.imported = True
         # validators are kept independently: a 304 may refresh one and not the other
         status.etag = result.etag or status.etag
         status.last_modified = result.last_modified or status.last_modified
         if result.moved_to and result.moved_to != (status.moved_to or self.source.url):
             log.info("%s: moved permanently to %s", self.source.id, result.moved_to)
             status.moved_to = result.moved_to
-        if result.not_modified:
-            return set()
-        entries, ignore = list(result.entries), list[str]()
-        if not status.imported:
-            entries, ignore = backfill(entries, self.source.backfill)
-        new_keys: set[str] = set()
-        for event in self.events(self.source.id):
-            changes = await self.store.ingest(event, self.source, entries, ignore=ignore, deleted=result.deleted)
-            status.items_seen += sum(1 for c in changes if c.item is not None and c.item.version == 1)
-            new_keys.update(c.item.key for c in changes if c.item is not None and c.item.version == 1)
-        # stored first: a crash before this line re-reads from the old cursor, and ingest is idempotent
-        if result.cursor is not None:
-            status.cursor = result.cursor
-        status.imported = True
         return new_keys
 
     async def _save(self) -> None:

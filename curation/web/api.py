@@ -12,6 +12,7 @@ from curation.codec import item_to_json
 from curation.models import SourceState
 from curation.service import Fil
 from curation.store import DEFAULT_PAGE, MAX_PAGE
+from curation.web.images import proxied
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -59,7 +60,7 @@ async def items(request: Request) -> Response:
     header = await fil.store.get_header(slug)
     return JSONResponse(
         {
-            "items": [item_to_json(i) for i in page.items],
+            "items": [proxied(request, item_to_json(i)) for i in page.items],
             "seq": page.seq,
             "next": page.next,
             "header": header.to_json() if header and not header.empty else None,
@@ -103,10 +104,17 @@ async def healthz(request: Request) -> Response:
     failing = [s.id for s in fil.statuses() if s.state in (SourceState.ERROR, SourceState.BACKING_OFF)]
     if failing:
         problems.append("sources")
+    cluster = None
+    if fil.cluster is not None:
+        # other processes' commits reach this one's readers only through this subscription
+        cluster = "ok" if fil.cluster.connected else f"reconnecting: {fil.cluster.last_error or 'starting'}"
+        if not fil.cluster.connected:
+            problems.append("cluster")
     return JSONResponse(
         {
             "status": "degraded" if problems else "ok",
             "store": store,
+            "cluster": cluster,
             "sources_failing": failing,
             "readers": fil.hub.readers(),
             "config_reload_error": fil.last_reload_error,
