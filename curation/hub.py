@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -28,6 +28,11 @@ log = logging.getLogger("curation.hub")
 RING_FRAMES = 4096
 RING_BYTES = 8 * 1024 * 1024
 REPLAY_BATCH = 500
+#: resume reads kept, each shared by every reader resuming from the same seq
+REPLAY_READS = 256
+
+#: (seq, reader frame or None when readers do not get that change), in seq order
+Replay = list[tuple[int, bytes | None]]
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -149,6 +154,8 @@ class Hub:
         self.sticky: dict[str, bytes] = {}
         self.dropped = 0
         self.deliveries = 0
+        self._heads: dict[str, asyncio.Future[int]] = {}
+        self._replays: OrderedDict[tuple[str, int], asyncio.Future[Replay | None]] = OrderedDict()
         #: with several processes (curation/cluster.py): brings this hub up to the event's log, so a
         #: reader resuming here with a seq another process gave it is not taken for one from the future
         self.catch_up: Callable[[str], Awaitable[None]] | None = None
@@ -245,7 +252,12 @@ class Hub:
     async def _channel(self, event: str) -> Channel:
         channel = self.channels.get(event)
         if channel is None:
-            head = await self.store.head(event)
+            # the first readers of an event share one read of its head
+            pending = self._heads.get(event)
+            if pending is None or pending.done():
+                pending = self._heads[event] = asyncio.ensure_future(self.store.head(event))
+                pending.add_done_callback(lambda _: self._heads.pop(event, None))
+            head = await asyncio.shield(pending)
             # a publish may have created it while we waited
             channel = self.channels.setdefault(event, Channel(event, head))
         return channel
@@ -277,25 +289,46 @@ class Hub:
                     return False
                 channel.add(sink)
                 return True
-            changes = await self.store.changes_since(event, position, limit=REPLAY_BATCH)
-            if not changes:
+            replay = await asyncio.shield(self._replay(event, position))  # a reader leaving cancels only itself
+            if replay is None:
                 return self._reset(channel, sink)
             frames = []
             caught_up = True
-            for change in changes:
+            for seq, frame in replay:
                 # a commit the hub has not been told of yet: it will come through publish()
-                if change.seq > channel.head:
+                if seq > channel.head:
                     caught_up = False
                     break
-                if change.message is not None:
-                    frames.append(text_frame(change.message.encode()))
-                position = change.seq
+                if frame is not None:
+                    frames.append(frame)
+                position = seq
             if frames and not sink.send(frames):
                 return False
             if caught_up:
                 await sink.drain()
             else:
                 await asyncio.sleep(0.005)
+
+    def _replay(self, event: str, since: int) -> asyncio.Future[Replay | None]:
+        """The changes after `since`, framed, read from the store once for every reader resuming from the
+        same point (a reconnect storm is thousands of readers with a handful of `since` values). Log
+        entries never change, so a read stays good; only the latest few are kept."""
+        key = (event, since)
+        pending = self._replays.get(key)
+        if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+            pending = asyncio.ensure_future(self._read_replay(event, since))
+            self._replays[key] = pending
+            while len(self._replays) > REPLAY_READS:
+                self._replays.popitem(last=False)
+        else:
+            self._replays.move_to_end(key)
+        return pending
+
+    async def _read_replay(self, event: str, since: int) -> Replay | None:
+        changes = await self.store.changes_since(event, since, limit=REPLAY_BATCH)
+        if not changes:
+            return None
+        return [(c.seq, text_frame(c.message.encode()) if c.message is not None else None) for c in changes]
 
     def _reset(self, channel: Channel, sink: Sink) -> bool:
         if not sink.send((RESET_FRAME,)):

@@ -99,6 +99,36 @@ async def test_resume_with_a_cold_hub_reads_the_store(store: Store) -> None:
     assert [m["seq"] for m in sink.messages()[1:]] == [2, 3, 4]
 
 
+async def test_a_reconnect_storm_reads_the_store_once_per_resume_point(store: Store) -> None:
+    import asyncio
+
+    for i in range(4):
+        await store.ingest(EVENT, DESK, [make_entry(f"e{i}")], now=T0)
+    hub = Hub(store)  # a cold hub: nothing in its ring, every resume needs the store
+    reads: list[int] = []
+    real = store.changes_since
+
+    async def counted(event: str, since: int, *, limit: int = 1000) -> object:
+        reads.append(since)
+        await asyncio.sleep(0.01)  # the readers pile up while the read is under way
+        return await real(event, since, limit=limit)
+
+    hub.store = type("Counted", (), {"changes_since": staticmethod(counted), "head": store.head})()  # type: ignore[assignment]
+    sinks = [FakeSink() for _ in range(300)]
+    await asyncio.gather(*(hub.join(EVENT.slug, sink, 1 if i % 2 else 2) for i, sink in enumerate(sinks)))
+    assert sorted(reads) == [1, 2]
+    for i, sink in enumerate(sinks):
+        assert [m["seq"] for m in sink.messages()[1:]] == ([2, 3, 4] if i % 2 else [3, 4])
+    # a reader that leaves while the read is under way takes nobody's replay with it
+    waiting = asyncio.ensure_future(hub.join(EVENT.slug, FakeSink(), 0))
+    staying = FakeSink()
+    together = asyncio.ensure_future(hub.join(EVENT.slug, staying, 0))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await together
+    assert [m["seq"] for m in staying.messages()[1:]] == [1, 2, 3, 4]
+
+
 async def test_since_too_old_or_in_the_future_or_bogus_resets(store: Store) -> None:
     hub = Hub(store)
     store.listen(hub.publish)

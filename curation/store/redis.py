@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, WatchError
 
@@ -81,8 +81,10 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-#: seconds a Redis call may take before it fails (StoreError)
+#: seconds a Redis call may take (or wait for a connection) before it fails (StoreError)
 SOCKET_TIMEOUT = 5.0
+#: connections one process opens to Redis at most
+MAX_CONNECTIONS = 64
 
 
 class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
@@ -106,9 +108,17 @@ class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
     async def open(self) -> None:
         # a call that hangs (Redis paused, a partition) fails after SOCKET_TIMEOUT instead of holding a
         # request, a collector or the hub's catch-up forever
-        client = Redis.from_url(
-            self.url, decode_responses=True, socket_connect_timeout=10, socket_timeout=SOCKET_TIMEOUT
+        # a bounded pool that waits for a free connection: a burst of calls (a reconnect storm) queues
+        # briefly instead of failing with "too many connections"
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=SOCKET_TIMEOUT,
+            decode_responses=True,
+            socket_connect_timeout=10,
+            socket_timeout=SOCKET_TIMEOUT,
         )
+        client = Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
         meta = f"{self.prefix}meta"
         try:
             await client.ping()
