@@ -27,7 +27,7 @@ from starlette.responses import Response
 from curation.config import Settings
 from curation.errors import CurationError
 from curation.models import utcnow
-from curation.ratelimit import LoginLimiter
+from curation.ratelimit import Limiter, LoginLimiter, limiter_keys
 from curation.store.accounts import AccountStore, RoleName, SessionRecord
 
 if TYPE_CHECKING:
@@ -256,14 +256,14 @@ class Auth:
         store: object,
         settings: Settings,
         *,
-        limiter: LoginLimiter | None = None,
+        limiter: Limiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         #: None when the store keeps no accounts: every editor route then answers 401
         self.accounts: AccountStore | None = store if isinstance(store, AccountStore) else None
         self.settings = settings
         self.session_ttl = timedelta(seconds=settings.session_ttl)
-        self.limiter = limiter or LoginLimiter()
+        self.limiter: Limiter = limiter or LoginLimiter()
         self.clock = clock
         self._key: bytes | None = None
         self._hashing = asyncio.Semaphore(self.CONCURRENT_HASHES)
@@ -289,10 +289,10 @@ class Auth:
         """
         if self.accounts is None:
             raise LoginRefused("this store keeps no editor accounts")
-        keys = self.limiter.keys(name, address)
+        keys = limiter_keys(name, address)
         # one attempt per account at a time, so concurrent guesses cannot all slip past the limiter's count
         async with self._one_at_a_time(name.casefold()):
-            wait = self.limiter.retry_after(keys)
+            wait = await self.limiter.check(keys)
             if wait > 0:
                 raise LoginThrottled(wait)
             record = await self.accounts.get_editor(name)
@@ -301,9 +301,9 @@ class Auth:
                 # an unknown name costs the same time as a known one: timing does not tell names apart
                 ok = await asyncio.to_thread(verify_password, password, encoded)
             if not ok or record is None or record.disabled:
-                self.limiter.failed(keys)
+                await self.limiter.fail(keys)
                 raise LoginRefused("wrong name or password")
-            self.limiter.succeeded(name)
+            await self.limiter.clear(name)
         now = self.clock()
         await self.accounts.delete_expired_sessions(now)
         session = SessionRecord(

@@ -1,7 +1,8 @@
 """Login throttling: too many failed logins for one account or from one address lock it for a while.
 
-In memory and per process (with several processes behind a balancer each counts on its own, which
-multiplies the allowance by the process count); a store-backed limiter can replace it behind the same methods.
+LoginLimiter counts in memory, for the one process on the embedded store; with several processes on
+Redis, curation/store/redis_limits.py counts in Redis behind the same `Limiter` methods, so the
+allowance is the same whichever process a guess lands on.
 """
 
 from __future__ import annotations
@@ -10,6 +11,28 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+def limiter_keys(account: str, address: str | None) -> list[str]:
+    keys = [f"account:{account.casefold()}"]
+    if address:
+        keys.append(f"address:{address}")
+    return keys
+
+
+class Limiter(Protocol):
+    async def check(self, keys: list[str]) -> float:
+        """Seconds until every key may try again; 0 when none is locked."""
+        ...
+
+    async def fail(self, keys: list[str]) -> None:
+        """Count a failed login against every key (locking those that reach their limit)."""
+        ...
+
+    async def clear(self, account: str) -> None:
+        """A right password: the account's failures are forgotten (not the address's)."""
+        ...
 
 
 @dataclass
@@ -44,12 +67,16 @@ class LoginLimiter:
         self.clock = clock
         self._records: dict[str, _Record] = {}
 
-    @staticmethod
-    def keys(account: str, address: str | None) -> list[str]:
-        keys = [f"account:{account.casefold()}"]
-        if address:
-            keys.append(f"address:{address}")
-        return keys
+    keys = staticmethod(limiter_keys)
+
+    async def check(self, keys: list[str]) -> float:
+        return self.retry_after(keys)
+
+    async def fail(self, keys: list[str]) -> None:
+        self.failed(keys)
+
+    async def clear(self, account: str) -> None:
+        self.succeeded(account)
 
     def retry_after(self, keys: Iterable[str]) -> float:
         """Seconds until every key may try again; 0 when none is locked."""

@@ -30,6 +30,7 @@ from curation.errors import ConfigError, ConfigErrors, EventExists
 from curation.hub import Hub
 from curation.metrics import STORE_BUCKETS, LoopLag, Registry, timed_store
 from curation.models import Config, Event, EventStatus, Source, SourceStatus
+from curation.ratelimit import Limiter
 from curation.runtime_events import check_changes, overlay, parse_event
 from curation.runtime_sources import parse_source
 from curation.sources import load_config
@@ -73,15 +74,18 @@ class Fil:
         #: several processes on one Redis: each hears the others' commits and notes (curation/cluster.py)
         self.cluster: Cluster | None = None
         self._leases: Leases | None = None
+        limiter: Limiter | None = None
         shared = _shared(raw)
         if shared is not None:
             from curation.store.redis_leases import RedisLeases
+            from curation.store.redis_limits import RedisLoginLimiter
 
             self.cluster = Cluster(shared, self.store, self.hub, on_note=self._on_note)
             self.hub.catch_up = self.cluster.catch_up
             self._leases = RedisLeases(shared.client, shared.prefix)
+            limiter = RedisLoginLimiter(shared.client, shared.prefix)  # the same allowance on every process
         #: editor logins, sessions and tokens; the accounts live in the store, start() loads the cookie-signing key
-        self.auth = Auth(self.store, settings)
+        self.auth = Auth(self.store, settings, limiter=limiter)
         self.fetcher = Fetcher(
             allow_private=settings.allow_private_hosts,
             max_body=settings.max_body,

@@ -175,3 +175,19 @@ async def test_sources_and_events_added_on_one_process_run_on_the_other(pair: tu
     await push(second, "late", "x")  # the other process takes pushes for it at once
     items = (await call(first, "GET", "/api/events/rest-day/items"))["items"]
     assert [i["text"] for i in items] == ["Story x"]
+
+
+async def test_login_guesses_count_the_same_whichever_process_they_reach(pair: tuple[RunningFil, RunningFil]) -> None:
+    first, second = pair
+    await first.token()  # creates the editor "ops"
+
+    async def login(fil: RunningFil, password: str) -> int:
+        async with aiohttp.ClientSession() as session:
+            form = {"name": "ops", "password": password}
+            async with session.post(f"{fil.base}/editor/login", data=form, allow_redirects=False) as response:
+                return response.status
+
+    # five wrong guesses spread over both processes lock the account on both (not five on each)
+    assert [await login((first, second)[i % 2], f"guess {i}") for i in range(5)] == [401] * 5
+    assert await login(first, "a long test password") == 429
+    assert await login(second, "a long test password") == 429
