@@ -2,7 +2,8 @@
 
 Each reader does the HTTP upgrade itself (no extensions offered, so no compression), answers pings,
 and for every text frame after the first (the hello) records receive time minus the `bench-ts=`
-publish time inside it. Prints `{"ready": ...}` once every reader has its first message, then a
+publish time inside it, and checks that its `"seq":` follows on from the last one it had (the hello's
+seq at first): a seq skipped is a gap, one already had is a duplicate. Prints `{"ready": ...}` once every reader has its first message, then a
 report on the `report` line from stdin. Launched by bench/fanout.py.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, cast
 import uvloop
 
 TS_MARK = b"bench-ts="
+SEQ_MARK = b'"seq":'
 CONNECT_TIMEOUT = 30.0
 ATTEMPTS = 5
 
@@ -34,12 +36,15 @@ class Stats:
         self.latencies = array("d")
         self.other = 0
         self.lost = 0
+        #: seqs skipped, and seqs received again, over every reader of the process
+        self.gaps = 0
+        self.dups = 0
 
 
 class Reader(asyncio.Protocol):
     """One websocket reader; frames from a server are never masked, so parsing stays tiny."""
 
-    __slots__ = ("buffer", "count", "greeted", "ready", "stats", "request", "transport", "upgraded")
+    __slots__ = ("buffer", "count", "greeted", "last_seq", "ready", "stats", "request", "transport", "upgraded")
 
     def __init__(self, request: bytes, stats: Stats, ready: asyncio.Future[None]) -> None:
         self.request = request
@@ -50,6 +55,8 @@ class Reader(asyncio.Protocol):
         self.upgraded = False
         self.greeted = False
         self.count = 0
+        #: the seq of the last message (the hello's at first); -1 until the hello
+        self.last_seq = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -105,6 +112,7 @@ class Reader(asyncio.Protocol):
         if opcode == 1:
             if not self.greeted:
                 self.greeted = True
+                self.last_seq = seq_of(buffer, start, end)
                 if not self.ready.done():
                     self.ready.set_result(None)
                 return
@@ -112,6 +120,7 @@ class Reader(asyncio.Protocol):
             if mark < 0:
                 self.stats.other += 1
                 return
+            self.check_seq(seq_of(buffer, start, end))
             stop = buffer.find(b";", mark, end)
             self.stats.latencies.append(now - float(buffer[mark + len(TS_MARK) : stop]))
             self.count += 1
@@ -122,11 +131,31 @@ class Reader(asyncio.Protocol):
         elif opcode == 8 and self.transport is not None:
             self.transport.close()
 
+    def check_seq(self, seq: int) -> None:
+        if seq <= self.last_seq:
+            self.stats.dups += 1
+            return
+        if self.last_seq >= 0 and seq != self.last_seq + 1:
+            self.stats.gaps += seq - self.last_seq - 1
+        self.last_seq = seq
+
     def _fail(self, reason: str) -> None:
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(reason))
         if self.transport is not None:
             self.transport.abort()
+
+
+def seq_of(buffer: bytes, start: int, end: int) -> int:
+    """The `"seq":N` of a hello or change message, -1 when it has none."""
+    mark = buffer.find(SEQ_MARK, start, end)
+    if mark < 0:
+        return -1
+    mark += len(SEQ_MARK)
+    stop = mark
+    while stop < end and 48 <= buffer[stop] <= 57:
+        stop += 1
+    return int(buffer[mark:stop]) if stop > mark else -1
 
 
 def upgrade_request(host: str, port: int, path: str) -> bytes:
@@ -175,6 +204,8 @@ def report(readers: list[Reader], stats: Stats, failed: int) -> dict[str, Any]:
         "failed": failed,
         "lost": stats.lost,
         "other": stats.other,
+        "gaps": stats.gaps,
+        "dups": stats.dups,
     }
 
 

@@ -56,6 +56,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CURATION_LEASE_TTL", "15s", "with several processes: how soon another takes over the sources of one that died"
     ),
+    Setting("CURATION_IMAGE_PROXY", "", "1/true: readers load every image through Fil's signed /img/ URLs"),
+    Setting("CURATION_IMAGE_MAX_BYTES", "5MiB", "cap on one image the image proxy fetches"),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -131,6 +133,8 @@ class Settings:
     youtube_oembed: str = "https://www.youtube.com/oembed"
     x_oembed: str = "https://publish.twitter.com/oembed"
     lease_ttl: float = 15.0
+    image_proxy: bool = False
+    image_max_bytes: int = 5 * 1024 * 1024
 
     @property
     def base_url(self) -> str:
@@ -176,4 +180,6 @@ class Settings:
             youtube_oembed=values["CURATION_YOUTUBE_OEMBED"],
             x_oembed=values["CURATION_X_OEMBED"],
             lease_ttl=convert("CURATION_LEASE_TTL", parse_duration),
+            image_proxy=parse_bool(values["CURATION_IMAGE_PROXY"]),
+            image_max_bytes=convert("CURATION_IMAGE_MAX_BYTES", parse_size),
         )

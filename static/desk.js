@@ -13,6 +13,8 @@
   var message = document.getElementById("message");
   var search = document.getElementById("search");
   var api = "/api/events/" + encodeURIComponent(slug);
+  // CURATION_IMAGE_PROXY: an image in an item loads only through the signed path in item.proxied
+  var proxy = desk.dataset.img === "proxy";
 
   function say(text) { message.textContent = text; }
   function el(tag, cls, text) { var n = document.createElement(tag); if (cls) n.className = cls; if (text) n.textContent = text; return n; }
@@ -43,7 +45,7 @@
     if (item.note) node.appendChild(el("p", "note", item.note));
     if (item.title) node.appendChild(el("h3", null, item.title));
     var body = el("div", "body");
-    if (item.html) body.innerHTML = item.html; else body.textContent = item.text || ""; // html sanitized server-side
+    if (item.html) fill(body, item); else body.textContent = item.text || ""; // html sanitized server-side
     node.appendChild(body);
     var actions = el("div", "actions");
     (BUTTONS[item.state] || []).forEach(function (b) { actions.appendChild(button(item, b[0], b[1])); });
@@ -59,6 +61,17 @@
     node.appendChild(actions);
     node.dataset.search = [item.title, item.text, item.author && item.author.name, item.source.label].join(" ").toLowerCase();
     return node;
+  }
+
+  function fill(node, item) {
+    if (!proxy) { node.innerHTML = item.html; return; }
+    var inert = document.createElement("template"); // parsed here, nothing loads
+    inert.innerHTML = item.html;
+    Array.prototype.forEach.call(inert.content.querySelectorAll("img"), function (img) {
+      var path = (item.proxied || {})[img.getAttribute("src")];
+      if (typeof path === "string" && /^\/img\//.test(path)) img.setAttribute("src", path); else img.remove();
+    });
+    node.appendChild(inert.content);
   }
 
   function button(item, action, label) {

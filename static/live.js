@@ -2,8 +2,10 @@
 // Resumes with ?since=<last seq> after any drop, so nothing is missed or shown twice, and never moves
 // what the reader is reading: below the top, new items wait behind a "N new updates" button.
 // Reads #timeline's data-slug, -seq, -order, -lang, -tz, -roles (a comma list; empty: every role),
-// -limit (keep at most this many items, the oldest go) and -edge ("0": the view holds older items
-// only, so new ones are not inserted). Works on the reader page and on any page with the same markup.
+// -limit (keep at most this many items, the oldest go), -edge ("0": the view holds older items
+// only, so new ones are not inserted) and -img ("proxy": CURATION_IMAGE_PROXY is on, so an image loads
+// only through the signed path the server put in item.proxied, never from its origin). Works on the
+// reader page and on any page with the same markup.
 (function () {
   "use strict";
   var timeline = document.getElementById("timeline");
@@ -16,6 +18,7 @@
   var seq = parseInt(data.seq || "0", 10);
   var roles = (data.roles || "").split(",").map(function (r) { return r.trim(); }).filter(Boolean);
   var limit = parseInt(data.limit || "0", 10) || 0;
+  var proxy = data.img === "proxy";
   var stringsNode = document.getElementById("fil-strings");
   var T = stringsNode ? JSON.parse(stringsNode.textContent) : {};
   var conn = document.getElementById("conn");
@@ -72,6 +75,25 @@
     return /^https?:\/\//i.test(url || "") ? url : null;
   }
 
+  // the address an item's image loads from: its origin, or (image proxy on) Fil's signed path or nothing
+  function imageUrl(item, url) {
+    if (!proxy) return safeHref(url);
+    var path = item.proxied && safeHref(url) ? item.proxied[url] : null;
+    return typeof path === "string" && path.charAt(0) === "/" && path.charAt(1) !== "/" ? path : null;
+  }
+
+  // sanitized HTML into `node`; with the image proxy, parsed inert first so no <img> reaches its origin
+  function fill(node, item) {
+    if (!proxy) { node.innerHTML = item.html; return; }
+    var inert = document.createElement("template");
+    inert.innerHTML = item.html;
+    Array.prototype.forEach.call(inert.content.querySelectorAll("img"), function (img) {
+      var path = imageUrl(item, img.getAttribute("src"));
+      if (path) img.setAttribute("src", path); else img.parentNode.removeChild(img);
+    });
+    node.appendChild(inert.content);
+  }
+
   function image(src, alt, className) {
     var img = el("img", className);
     img.src = src; img.alt = alt || ""; img.loading = "lazy"; img.referrerPolicy = "no-referrer";
@@ -125,7 +147,7 @@
   function player(href, poster, label, yt, video) {
     var a = link("video", href);
     if (yt) a.dataset.yt = yt; else a.dataset.video = video;
-    if (safeHref(poster)) a.appendChild(image(poster, ""));
+    if (poster) a.appendChild(image(poster, ""));
     var play = el("span", "play", T.play_video || "▶");
     if (label) play.appendChild(el("span", "sr-only", ": " + label));
     a.appendChild(play);
@@ -157,8 +179,9 @@
     var head = el("header");
     head.appendChild(el("span", "badge", T[item.role] || item.role));
     var author = item.author || {};
-    if (safeHref(author.avatar)) {
-      var avatar = image(author.avatar, "", "avatar");
+    var avatarUrl = imageUrl(item, author.avatar);
+    if (avatarUrl) {
+      var avatar = image(avatarUrl, "", "avatar");
       avatar.width = 32; avatar.height = 32;
       head.appendChild(avatar);
     }
@@ -188,7 +211,7 @@
     }
     if (item.html) {
       var body = el("div", "body");
-      body.innerHTML = item.html; // sanitized by the server's allowlist (nh3)
+      fill(body, item); // sanitized by the server's allowlist (nh3)
       holder.appendChild(body);
     } else if (item.text) {
       holder.appendChild(el("p", "body", item.text));
@@ -198,25 +221,28 @@
       if (!safeHref(m.url)) return;
       if (item.html && item.html.indexOf(m.url) !== -1) return; // already shown in the body
       var yt = m.type === "video" ? youtubeId(m.url) : null;
+      var thumbnail = imageUrl(item, m.thumbnail);
       if (m.type === "image") {
-        holder.appendChild(image(m.url, m.alt, "media"));
+        var picture = imageUrl(item, m.url);
+        if (picture) holder.appendChild(image(picture, m.alt, "media"));
       } else if (yt) {
         played.push(yt);
-        holder.appendChild(player("https://www.youtube.com/watch?v=" + yt, m.thumbnail, m.alt || item.title, yt));
+        holder.appendChild(player("https://www.youtube.com/watch?v=" + yt, thumbnail, m.alt || item.title, yt));
       } else if (m.type === "video") {
-        holder.appendChild(player(m.url, m.thumbnail, m.alt || item.title, null, m.url));
-      } else if (safeHref(m.thumbnail)) {
+        holder.appendChild(player(m.url, thumbnail, m.alt || item.title, null, m.url));
+      } else if (thumbnail) {
         var media = link("media", m.url);
-        media.appendChild(image(m.thumbnail, m.alt));
+        media.appendChild(image(thumbnail, m.alt));
         holder.appendChild(media);
       }
     });
     var card = item.card;
     if (card && safeHref(card.url)) {
       var cyt = youtubeId(card.url);
-      if (cyt && played.indexOf(cyt) === -1) holder.appendChild(player(card.url, card.image, card.title, cyt));
+      var cardImage = imageUrl(item, card.image);
+      if (cyt && played.indexOf(cyt) === -1) holder.appendChild(player(card.url, cardImage, card.title, cyt));
       var box = link("card card-" + card.kind, card.url);
-      if (safeHref(card.image) && !cyt) box.appendChild(image(card.image, ""));
+      if (cardImage && !cyt) box.appendChild(image(cardImage, ""));
       var ct = el("span", "card-text");
       if (card.author) ct.appendChild(el("span", "card-author", card.author.name || card.author.handle || ""));
       if (card.title) ct.appendChild(el("strong", null, card.title));

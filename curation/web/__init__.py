@@ -24,6 +24,7 @@ from curation.web import (
     editor_api,
     embed,
     fallback,
+    images,
     ingest,
     live,
     ops,
@@ -39,7 +40,8 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
     """The application; the Fil service starts with the app's lifespan and stops with it."""
     service = fil or Fil(settings or Settings.from_env())
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
-    pages.setup(templates)
+    image_proxy = images.ImageProxy(service)
+    pages.setup(templates, image_proxy)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         try:
             yield
         finally:
+            await image_proxy.close()
             await service.stop()
 
     routes = [
@@ -92,12 +95,14 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Route("/embed.js", embed.embed_js),
         Route("/embed/{slug}", embed.embed_page),
         Route("/oembed", embed.oembed, name="oembed"),
+        Route("/img/{signature}", images.image),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: desk.auth_error})
     app.add_middleware(cors.PublicCORS)
     app.state.fil = service
+    app.state.images = image_proxy
     # the last good copy of each public page, while the store is away (inside the caching layer)
     app.add_middleware(fallback.StaleOnError, public=caching.fil_policy(service))
     # ETag / Last-Modified / 304 / Cache-Control on the public GETs only (caching.PUBLIC_PATHS)

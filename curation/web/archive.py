@@ -147,6 +147,8 @@ async def archive_html_file(request: Request) -> Response:
     context = {
         "event": event,
         "page_url": f"{fil.settings.base_url}/events/{event.slug}",
+        # the file is read elsewhere: proxied images (CURATION_IMAGE_PROXY) keep Fil's absolute URL
+        "image_base": fil.settings.base_url,
         "header": header if header and not header.empty else None,
         "items": items,
         "seq": seq,

@@ -22,6 +22,7 @@ from curation.models import Item, ItemKind, ItemState, rfc3339, utcnow
 from curation.posts import Post, PostError, validate
 from curation.service import Fil
 from curation.timeline import ACTIONS
+from curation.web.images import proxied
 from curation.web.live import CLOSE_UNKNOWN_EVENT, QueueSink, TransportSink
 from curation.web.wsproto import SCOPE_KEY, FilWebSocketProtocol
 
@@ -131,10 +132,10 @@ async def action(request: Request, editor: Editor, slug: str) -> Response:
     except VersionConflict as e:
         current = e.current
         assert isinstance(current, Item)
-        return json_error(409, str(e), item=item_to_editor_json(current))
+        return json_error(409, str(e), item=proxied(request, item_to_editor_json(current)))
     except ValueError as e:
         return json_error(400, str(e))
-    return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq if change else None})
+    return JSONResponse({"item": proxied(request, item_to_editor_json(item)), "seq": change.seq if change else None})
 
 
 DESK_STATES = tuple(state for state in ItemState if state is not ItemState.QUEUED)
@@ -153,7 +154,7 @@ async def desk_state(request: Request, editor: Editor, slug: str) -> Response:
     return JSONResponse(
         {
             "seq": seq,
-            "items": [item_to_editor_json(i) for i in items],
+            "items": [proxied(request, item_to_editor_json(i)) for i in items],
             "header": (header or Header()).to_json(),
             "sources": await _sources(fil, slug),
         }
@@ -210,14 +211,15 @@ async def desk_live(websocket: WebSocket) -> None:
         if isinstance(connection, FilWebSocketProtocol)
         else QueueSink(websocket, limit)
     )
+    desk = websocket.app.state.images.sink(sink)  # CURATION_IMAGE_PROXY: frames carry signed image paths
     try:
-        if await fil.hub.join_editor(slug, sink):
+        if await fil.hub.join_editor(slug, desk):
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass
     except WebSocketDisconnect:
         pass
     finally:
-        fil.hub.leave_editor(slug, sink)
+        fil.hub.leave_editor(slug, desk)
         if isinstance(sink, QueueSink):
             sink.close()
 
@@ -265,7 +267,7 @@ async def create_post(request: Request, editor: Editor, slug: str) -> Response:
         post, event=slug, editor=editor.name, key=secrets.token_urlsafe(9), label=NEWSROOM_LABEL, now=utcnow()
     )
     await fil.store.add_post(item, editor=editor.name)
-    return JSONResponse({"item": item_to_editor_json(item)}, status_code=201)
+    return JSONResponse({"item": proxied(request, item_to_editor_json(item))}, status_code=201)
 
 
 @editor_route()
@@ -286,8 +288,8 @@ async def correct_post(request: Request, editor: Editor, slug: str) -> Response:
         return json_error(404, str(e))
     except VersionConflict as e:
         assert isinstance(e.current, Item)
-        return json_error(409, str(e), item=item_to_editor_json(e.current))
-    return JSONResponse({"item": item_to_editor_json(item), "seq": change.seq})
+        return json_error(409, str(e), item=proxied(request, item_to_editor_json(e.current)))
+    return JSONResponse({"item": proxied(request, item_to_editor_json(item)), "seq": change.seq})
 
 
 # -- the header block and source mutes (issue 4) -----------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from curation.service import Fil
+from curation.web.images import ImageProxy
 from curation.web.wsproto import SCOPE_KEY, FilWebSocketProtocol
 
 CLOSE_UNKNOWN_EVENT = 4404
@@ -122,15 +123,18 @@ async def live(websocket: WebSocket) -> None:
     connection = websocket.scope.get("extensions", {}).get(SCOPE_KEY)
     limit = fil.settings.reader_buffer
     since = parse_since(websocket.query_params.get("since"))
+    # with CURATION_IMAGE_PROXY, frames gain the item's signed image paths (rewritten once per change)
+    proxy: ImageProxy | None = getattr(websocket.app.state, "images", None)
     if isinstance(connection, FilWebSocketProtocol):
-        transport_sink = TransportSink(connection, limit)
+        transport_sink = proxy.sink(TransportSink(connection, limit)) if proxy else TransportSink(connection, limit)
         if await fil.hub.join(slug, transport_sink, since):
             # registered: the hub writes to the socket from now on, and this task ends here
             connection.detach(lambda: fil.hub.leave(slug, transport_sink))
         return
     sink = QueueSink(websocket, limit)
+    reader = proxy.sink(sink) if proxy else sink
     try:
-        if await fil.hub.join(slug, sink, since):
+        if await fil.hub.join(slug, reader, since):
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -138,5 +142,5 @@ async def live(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        fil.hub.leave(slug, sink)
+        fil.hub.leave(slug, reader)
         sink.close()

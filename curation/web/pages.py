@@ -25,6 +25,7 @@ from curation.sanitize import html_to_text
 from curation.service import Fil
 from curation.store import MAX_PAGE
 from curation.web.i18n import strings
+from curation.web.images import ImageProxy
 
 PAGE_SIZE = 50
 #: a role-filtered page reads at most this many store pages before it offers "load older" instead
@@ -75,13 +76,21 @@ def script_json(value: Any) -> str:
     return dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def setup(templates: Jinja2Templates) -> None:
+def setup(templates: Jinja2Templates, images: ImageProxy | None = None) -> None:
     env: Environment = templates.env
+    # `{{ url | img }}`, `{{ html | img_html | safe }}`: signed /img/ URLs when CURATION_IMAGE_PROXY is on
+    env.filters["img"] = images.url if images is not None else _same
+    env.filters["img_html"] = images.html if images is not None else _same
+    env.globals["image_proxy"] = images is not None and images.enabled
     env.filters["local_time"] = local_time
     env.filters["short_time"] = short_time
     env.filters["full_time"] = full_time
     env.filters["rfc3339"] = rfc3339
     env.globals["youtube_id"] = youtube_id
+
+
+def _same(value: str | None, base: str = "") -> str | None:
+    return value
 
 
 def parse_roles(raw: str | None) -> tuple[Role, ...]:
