@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import multiprocessing
 import os
@@ -149,6 +150,13 @@ class Fil:
                 executor=self._executor,
             )
             self.collection.websub = self.websub
+            if self.cluster is not None:
+                cluster = self.cluster
+
+                async def forward(note: dict[str, object]) -> None:
+                    await cluster.note("websub", json.dumps(note))
+
+                self.websub.forward = forward
         if self.settings.demo:
             await self._start_demo()
         await self._apply(config)
@@ -334,6 +342,10 @@ class Fil:
         """Another process told of a change outside the log (curation/cluster.py)."""
         if kind == "config" and self.collection is not None:
             await self._reload_desk()
+        elif kind == "websub" and self.websub is not None:
+            note = json.loads(event)
+            if isinstance(note, dict):
+                await self.websub.apply_forwarded(note)
         elif kind == "header":
             header = await self.store.get_header(event)
             if header is not None:

@@ -191,3 +191,48 @@ async def test_login_guesses_count_the_same_whichever_process_they_reach(pair: t
     assert [await login((first, second)[i % 2], f"guess {i}") for i in range(5)] == [401] * 5
     assert await login(first, "a long test password") == 429
     assert await login(second, "a long test password") == 429
+
+
+async def test_a_websub_verification_reaching_the_other_process_is_applied_by_the_holder(
+    tmp_path: Path,
+    redis_server: RedisServer,
+) -> None:
+    """The hub calls back through the load balancer: its verification lands on a process that does not
+    collect the feed; that process answers from the saved subscription and the holder applies it."""
+    from tests.conftest import free_port
+    from tests.fake_websub_hub import ATOM, FakeHub
+    from tests.test_websub import TOPIC, websub
+    from tests.upstreams import FakeUpstream, fixture
+
+    async with FakeUpstream() as upstream, FakeHub() as hub:
+        upstream.add("/videos.xml", fixture("youtube_channel_tagesschau.xml"), content_type=ATOM)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(
+            f"events:\n  - slug: {SLUG}\n    title: Stage 1\n    sources:\n"
+            f"      - id: desk\n        kind: feed\n        url: {upstream.url('/videos.xml')}\n"
+            "        role: editorial\n        interval: 0.3s\n"
+        )
+        callback_port = free_port()  # every callback goes to the second process
+        shared = dict(
+            store=f"{redis_server.url}?prefix=ws-{secrets.token_hex(4)}:",
+            secret_key=secrets.token_hex(32),
+            public_url=f"http://127.0.0.1:{callback_port}",
+        )
+        first = await start_fil(sources, tmp_path / "a", **shared)
+        second = await start_fil(sources, tmp_path / "b", port=callback_port, **shared)
+        try:
+            assert first.fil.collection is not None and first.fil.collection.runners["desk"].running
+            assert second.fil.collection is not None and not second.fil.collection.runners["desk"].running
+            await until(lambda: bool(second.fil.cluster and second.fil.cluster.connected), "subscribed")
+            upstream.route("/videos.xml").headers["Link"] = f'<{hub.url}>; rel="hub"'  # the feed offers push now
+            await until(lambda: any(v.confirmed for v in hub.verifications), "the hub's verification is confirmed")
+            assert all(v.callback.startswith(shared["public_url"]) for v in hub.verifications)
+            for _ in range(int(WAIT / 0.05)):
+                if (await websub(first)).get("state") == "active":
+                    break
+                await asyncio.sleep(0.05)
+            assert (await websub(first)).get("state") == "active"  # the holder applied it
+            assert hub.subscription(TOPIC) is not None
+        finally:
+            await first.stop()
+            await second.stop()

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -297,6 +297,9 @@ class WebSubManager:
         self.missed_grace = 120.0
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        #: with several processes (curation/cluster.py): tells the process collecting a source of a verification
+        #: another process answered, so the holder (the only one that changes the subscription) applies it
+        self.forward: Callable[[dict[str, object]], Awaitable[None]] | None = None
         #: source id -> {topic: hub} of unsubscribe requests whose verification we will confirm
         self._unsubscribing: dict[str, dict[str, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -498,6 +501,9 @@ class WebSubManager:
 
     async def verify_intent(self, source_id: str, mode: str, topic: str, lease_seconds: int | None) -> bool:
         """A hub asks whether we want (un)subscribe for `topic`: True only for a request of ours."""
+        runner = self.collection.runners.get(source_id)
+        if self.forward is not None and mode == "subscribe" and runner is not None and not runner.running:
+            return await self._verify_for_holder(source_id, topic, lease_seconds)
         if mode == "unsubscribe":
             return self._unsubscribing.get(source_id, {}).pop(topic, None) is not None
         status = self.collection.statuses.get(source_id)
@@ -523,6 +529,27 @@ class WebSubManager:
         self._arm(source_id)
         await self._save(status)
         return True
+
+    async def _verify_for_holder(self, source_id: str, topic: str, lease_seconds: int | None) -> bool:
+        """The hub's call reached a process that does not collect this source: answer from the subscription
+        as the holder last saved it, and hand the verification to the holder to apply."""
+        saved = (await self.collection.store.load_statuses()).get(source_id)
+        sub = Subscription.from_memo(saved.memo.get("websub")) if saved is not None else None
+        if saved is None or sub is None or sub.topic != topic:
+            return False
+        if not sub.awaiting and self._state(saved) not in (State.ACTIVE, State.UNHEALTHY):
+            return False
+        assert self.forward is not None
+        await self.forward({"source": source_id, "topic": topic, "lease": lease_seconds})
+        return True
+
+    async def apply_forwarded(self, note: dict[str, object]) -> None:
+        """A verification another process answered for a source this process collects."""
+        source_id, topic, lease = note.get("source"), note.get("topic"), note.get("lease")
+        runner = self.collection.runners.get(str(source_id))
+        if runner is None or not runner.running or not isinstance(topic, str):
+            return
+        await self.verify_intent(str(source_id), "subscribe", topic, lease if isinstance(lease, int) else None)
 
     async def denied(self, source_id: str, topic: str, reason: str | None) -> bool:
         """The hub refused (or revoked) our subscription to `topic`; False when there is none such."""
