@@ -13,8 +13,10 @@ import logging
 import os
 import re
 import secrets
+import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -246,10 +248,24 @@ class LoginThrottled(CurationError):
 
 
 class Auth:
-    """Logins, sessions and tokens for one Fil: the accounts live in the store, the key signs cookies."""
+    """Logins, sessions and tokens for one Fil: the accounts live in the store, the key signs cookies.
+
+    A refused login is answered after a pause that doubles with each failure in a row of the account or
+    the address (FAIL_DELAY, then twice that, up to MAX_FAIL_DELAY): guessing slows down before the
+    limiter's lockout stops it, and a person who mistypes once does not notice. The pause is an
+    asyncio.sleep inside the account's turn, so concurrent guesses at one account wait in line while
+    everything else goes on. The run of failures is counted in this process (the lockout itself is
+    shared through Redis when there are several).
+    """
 
     #: password checks running at once: each takes a core and 32 MiB
     CONCURRENT_HASHES = 2
+    #: the first failure's pause, and the longest pause, in seconds
+    FAIL_DELAY, MAX_FAIL_DELAY = 0.05, 2.0
+    #: a run of failures is forgotten after this long without another
+    FAIL_MEMORY = 300.0
+    #: runs remembered at most (a spray of made-up names must not grow memory): the oldest go first
+    MAX_RUNS = 10_000
 
     def __init__(
         self,
@@ -269,6 +285,9 @@ class Auth:
         self._hashing = asyncio.Semaphore(self.CONCURRENT_HASHES)
         self._account_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._dummy_hash: str | None = None
+        #: how a refused login pauses (tests swap it to watch the pauses without waiting)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._runs: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     async def start(self) -> None:
         self._key = await asyncio.to_thread(load_secret_key, self.settings)
@@ -302,8 +321,10 @@ class Auth:
                 ok = await asyncio.to_thread(verify_password, password, encoded)
             if not ok or record is None or record.disabled:
                 await self.limiter.fail(keys)
+                await self.sleep(self._pause(keys))
                 raise LoginRefused("wrong name or password")
             await self.limiter.clear(name)
+            self._runs.pop(keys[0], None)  # the account's run ends; the address's does not (a shared NAT)
         now = self.clock()
         await self.accounts.delete_expired_sessions(now)
         session = SessionRecord(
@@ -316,6 +337,19 @@ class Auth:
         await self.accounts.add_session(session)
         log.info("editor %s logged in from %s", record.name, address or "an unknown address")
         return session
+
+    def _pause(self, keys: list[str]) -> float:
+        """Count one more failure in a row for each key; the pause owed for the longest run."""
+        now = time.monotonic()
+        longest = 0
+        for key in keys:
+            count, last = self._runs.pop(key, (0, now))
+            count = 1 if now - last > self.FAIL_MEMORY else count + 1
+            self._runs[key] = (count, now)
+            longest = max(longest, count)
+        while len(self._runs) > self.MAX_RUNS:
+            self._runs.popitem(last=False)
+        return float(min(self.MAX_FAIL_DELAY, self.FAIL_DELAY * 2 ** min(longest - 1, 32)))
 
     async def logout(self, editor: Editor) -> None:
         if self.accounts is not None and editor.session_id is not None:

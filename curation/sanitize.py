@@ -69,6 +69,9 @@ _BLOCK_TAG = re.compile(
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # C0 controls other than tab and newline have no place in text and NUL is rewritten by HTML parsers
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# bidi embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): in a one-line field shown inline
+# (an author's name before their handle), an unclosed one reorders the text after the field too, which spoofs it
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # what a browser starts a tag, comment or processing instruction with
 _TAG_LIKE = re.compile(r"<[a-zA-Z/!?]")
 _MAX_UNESCAPE_ROUNDS = 2
@@ -140,10 +143,11 @@ def html_to_text(html: str) -> str:
 
 def plain_text(text: str) -> str:
     """One line of plain text from text that should hold no markup (titles, names, alt text, text/plain
-    bodies): whitespace collapsed, and anything tag-like stripped as html_to_text would."""
+    bodies): whitespace collapsed, anything tag-like stripped as html_to_text would, and no bidi control
+    that could reorder what a page shows after it (letters keep their own direction without them)."""
     if _TAG_LIKE.search(text):
-        return html_to_text(text)
-    return " ".join(text.split())
+        return _BIDI_CONTROLS.sub("", html_to_text(text))
+    return " ".join(_BIDI_CONTROLS.sub("", text).split())
 
 
 def _strip_markup(html: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from tests.browser_util import until_true
 from tests.conftest import RunningFil, start_fil
 from tests.test_live_e2e import SLUG, item, write_sources
 from tests.upstreams import FakeUpstream, rss_document, upstream  # noqa: F401 - fixture
@@ -77,16 +78,15 @@ async def test_new_items_appear_without_reload(browser: Browser, fil: RunningFil
     assert await titles(page) == ["Story 2", "Story 1"]
     await page.evaluate("window.__marker = 'same document'")
     upstream.route("/feed.xml").body = rss_document([item(3), item(1, minutes_ago=5), item(2, minutes_ago=4)])
-    await page.wait_for_function("document.querySelectorAll('#timeline article').length === 3", timeout=WAIT_MS)
+    await until_true(page, "document.querySelectorAll('#timeline article').length === 3")
     assert await titles(page) == ["Story 3", "Story 2", "Story 1"]
     assert await page.evaluate("window.__marker") == "same document"  # no reload happened
     # an edit replaces the item in place
     upstream.route("/feed.xml").body = rss_document(
         [item(3), item(1, minutes_ago=5), item(2, minutes_ago=4, description="<p>Corrected text</p>")]
     )
-    await page.wait_for_function(
-        "document.querySelector('#timeline article:nth-child(2) .body').textContent.includes('Corrected')",
-        timeout=WAIT_MS,
+    await until_true(
+        page, "document.querySelector('#timeline article:nth-child(2) .body').textContent.includes('Corrected')"
     )
     assert await titles(page) == ["Story 3", "Story 2", "Story 1"]
     assert page.errors == []  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ async def test_a_dropped_connection_resumes_without_loss_or_duplicates(
             item(2, minutes_ago=4),
         ]
     )
-    await page.wait_for_function("document.querySelectorAll('#timeline article').length >= 5", timeout=WAIT_MS)
+    await until_true(page, "document.querySelectorAll('#timeline article').length >= 5")
     await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
     await asyncio.sleep(0.5)
     assert await titles(page) == ["Story 5", "Story 4", "Story 3", "Story 2", "Story 1"]
@@ -134,7 +134,7 @@ async def test_hostile_markup_never_runs_in_the_page(
         ),
     )
     upstream.route("/feed.xml").body = rss_document([hostile, item(1, minutes_ago=5), item(2, minutes_ago=4)])
-    await page.wait_for_function("document.querySelectorAll('#timeline article').length === 3", timeout=WAIT_MS)
+    await until_true(page, "document.querySelectorAll('#timeline article').length === 3")
     links = page.locator("#timeline a", has_text="click")
     if await links.count():
         await links.first.click()

@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page
 
 from curation.auth import create_editor
 from curation.collectors.push import sign
+from tests.browser_util import until_true
 from tests.conftest import RunningFil, start_fil
 from tests.test_browser import WAIT_MS, browser  # noqa: F401 - fixture
 
@@ -93,19 +94,19 @@ async def test_editors_approve_pin_and_hide_and_readers_see_it_live(
     await push(fil, 2)
     await ana.wait_for_selector("#queue .card", timeout=WAIT_MS)
     await ana.click('#queue .card button[data-action="approve"]')
-    await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 2", timeout=WAIT_MS)
+    await until_true(reader, "document.querySelectorAll('#timeline article').length === 2")
     # pin the older story: it goes to the top of every reader's timeline
     older = ana.locator("#timeline .card", has_text="Wire story 1")
     await older.locator('button[data-action="pin"]').click()
-    await reader.wait_for_function(
+    await until_true(
+        reader,
         "document.querySelector('#timeline article').dataset.pinned === '1'"
         " && document.querySelector('#timeline article h2').textContent.includes('Wire story 1')",
-        timeout=WAIT_MS,
     )
     # keyboard: hide the focused card
     await ana.locator("#timeline .card", has_text="Wire story 1").focus()
     await ana.keyboard.press("h")
-    await reader.wait_for_function("document.querySelectorAll('#timeline article').length === 1", timeout=WAIT_MS)
+    await until_true(reader, "document.querySelectorAll('#timeline article').length === 1")
     await ben.wait_for_selector("#timeline .card.state-hidden", timeout=WAIT_MS)
     assert "Wire story 2" in (await reader.locator("#timeline article").inner_text())
     # the second editor reads who did what
@@ -129,9 +130,7 @@ async def test_an_editor_writes_an_update_and_corrects_it(browser: Browser, fil:
     await ana.click('#timeline .card button[data-action="edit"]')
     await ana.fill('#composer textarea[name="text"]', "Crash in the descent, two riders down")
     await ana.click("#compose-submit")
-    await reader.wait_for_function(
-        "document.querySelector('#timeline article .body').textContent.includes('two riders')", timeout=WAIT_MS
-    )
+    await until_true(reader, "document.querySelector('#timeline article .body').textContent.includes('two riders')")
     assert await reader.locator("#timeline article").count() == 1
     assert await reader.locator("#timeline article .updated").count() == 1
 
@@ -185,9 +184,7 @@ async def test_an_admin_creates_an_event_closes_another_and_adds_an_editor(
     assert await page.locator('#events tr[data-slug="rest-day"]').inner_text() != ""
     page.on("dialog", lambda dialog: dialog.accept())
     await page.select_option(f"#status-{SLUG}", "closed")
-    await page.wait_for_function(
-        "document.getElementById('message').textContent.includes('now closed')", timeout=WAIT_MS
-    )
+    await until_true(page, "document.getElementById('message').textContent.includes('now closed')")
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{fil.base}/api/events") as response:
             listed = {e["slug"]: e["status"] for e in (await response.json())["events"]}

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, ElementHandle, Frame, Page, async_playwright
 
+from tests.browser_util import until_true
 from tests.conftest import RunningFil
 from tests.loopback import LoopbackServer
 from tests.test_embed import SLUG, fil, push  # noqa: F401 - fixture
@@ -65,7 +66,7 @@ def article(html_body: str) -> str:
 
 async def framed(page: Page, index: int = 0) -> tuple[ElementHandle, Frame]:
     """The index-th Fil iframe of the page, once its timeline is live."""
-    await page.wait_for_function(f"document.querySelectorAll('iframe.fil-embed').length > {index}", timeout=WAIT_MS)
+    await until_true(page, f"document.querySelectorAll('iframe.fil-embed').length > {index}")
     element = (await page.query_selector_all("iframe.fil-embed"))[index]
     frame = await element.content_frame()
     assert frame is not None
@@ -78,15 +79,6 @@ async def heights(element: ElementHandle, frame: Frame) -> tuple[float, float]:
     outer = await element.evaluate("e => e.getBoundingClientRect().height")
     inner = await frame.evaluate("Math.ceil(document.documentElement.getBoundingClientRect().height)")
     return float(outer), float(inner)
-
-
-async def until_true(frame: Frame, expression: str) -> None:
-    """Polls from here: the frame's CSP (script-src 'self') forbids the eval wait_for_function polls with."""
-    for _ in range(int(WAIT / 0.05)):
-        if await frame.evaluate(expression):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never true in the frame: {expression}")
 
 
 async def sized_to_content(element: ElementHandle, frame: Frame, *, above: float = 0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser
 
+from tests.browser_util import until_true
 from tests.conftest import RunningFil
 from tests.test_browser import WAIT_MS, browser  # noqa: F401 - fixture
 from tests.test_desk_browser import SLUG, fil, login, push  # noqa: F401 - fixture
@@ -29,9 +30,8 @@ async def test_desk_edits_the_header_and_mutes_a_source(browser: Browser, fil: R
     assert await reader.locator("#header dd").all_text_contents() == ["182 km", "45s"]
     assert "Castagnède" in await reader.locator("#header .standings").inner_text()
     # the other editor's desk follows, so their next save starts from this version
-    await ben.wait_for_function(
-        "document.querySelector('#header-form textarea[name=\"summary\"]').value.includes('Breakaway')",
-        timeout=WAIT_MS,
+    await until_true(
+        ben, "document.querySelector('#header-form textarea[name=\"summary\"]').value.includes('Breakaway')"
     )
     # the queued wire story carries a mute button; muting shows until when
     card = ana.locator("#queue .card").first

@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from curation.config import Settings
 from curation.models import Author, Card, Entry, ItemKind, Media
 from curation.web.images import ImageProxy, sniff
+from tests.browser_util import until_true
 from tests.conftest import RunningFil, make_entry, recent, start_fil, start_tags
 from tests.test_browser import WAIT_MS, browser  # noqa: F401 - fixture
 from tests.upstreams import FakeUpstream
@@ -376,11 +377,10 @@ async def test_a_live_page_asks_nothing_of_other_origins(
     await page.goto(f"{fil.base}/events/{SLUG}")
     await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
     await add(fil, pictured(origin, "new"))
-    await page.wait_for_function("document.querySelectorAll('#timeline article').length === 2", timeout=WAIT_MS)
+    await until_true(page, "document.querySelectorAll('#timeline article').length === 2")
     # every image, the server-rendered ones and those live.js built from the websocket, is drawn
-    await page.wait_for_function(
-        "Array.from(document.querySelectorAll('#timeline img')).every(i => i.complete && i.naturalWidth > 0)",
-        timeout=WAIT_MS,
+    await until_true(
+        page, "Array.from(document.querySelectorAll('#timeline img')).every(i => i.complete && i.naturalWidth > 0)"
     )
     sources: list[str] = await page.eval_on_selector_all("#timeline img", "els => els.map(e => e.src)")
     assert len(sources) == 10

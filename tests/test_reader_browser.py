@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route
 
 from curation.models import Media
+from tests.browser_util import until_true
 from tests.conftest import RunningFil
 from tests.test_browser import WAIT_MS, browser  # noqa: F401 - fixture
 from tests.test_reader_page import QA, SLUG, act, add, entry, start_reader
@@ -91,7 +92,11 @@ async def test_new_items_wait_below_the_top_and_edits_never_move_the_view(
     items = await add(fil, "newsroom", *(entry(f"s{i}", minutes_ago=60 - i) for i in range(30)))
     page = await open_page(browser, f"{fil.base}/events/{SLUG}", viewport={"width": 800, "height": 600})
     # as in a browser without CSS scroll anchoring (Safari): live.js alone must hold the view
-    await page.add_style_tag(content="* { overflow-anchor: none !important; }")
+    # a constructed stylesheet (CSSOM), not a <style> tag, which the page's CSP (style-src 'self') refuses
+    await page.evaluate(
+        "(() => { const s = new CSSStyleSheet(); s.replaceSync('* { overflow-anchor: none !important; }');"
+        " document.adoptedStyleSheets = [...document.adoptedStyleSheets, s]; })()"
+    )
     shown = await ids(page)
     reading = shown[12]
     await page.evaluate(f"document.getElementById('item-{reading}').scrollIntoView({{block: 'center'}})")
@@ -106,39 +111,33 @@ async def test_new_items_wait_below_the_top_and_edits_never_move_the_view(
     assert await page.inner_text("#fresh") == "1 new update"
     assert fresh.id not in await ids(page)
     assert same_place(await top_of(page, reading), before)
-    await page.wait_for_function(
-        "document.getElementById('announce').textContent === 'New post: Fresh news'", timeout=WAIT_MS
-    )
+    await until_true(page, "document.getElementById('announce').textContent === 'New post: Fresh news'")
 
     # an item above grows, another above goes away, the one being read is corrected: nothing moves
     above = shown[3]
     longer = "A much longer correction. " * 40
     await add(fil, "newsroom", entry("s26", minutes_ago=60 - 26, text=longer, html=f"<p>{longer}</p>"))
-    await page.wait_for_function(
-        f"document.querySelector('#item-{above} .body').textContent.includes('much longer')", timeout=WAIT_MS
-    )
+    await until_true(page, f"document.querySelector('#item-{above} .body').textContent.includes('much longer')")
     assert same_place(await top_of(page, reading), before)
     await act(fil, shown[5], "hide")
-    await page.wait_for_function(f"!document.getElementById('item-{shown[5]}')", timeout=WAIT_MS)
+    await until_true(page, f"!document.getElementById('item-{shown[5]}')")
     assert same_place(await top_of(page, reading), before)
     index = 29 - 12  # the item being read is s17
     assert items[index].id == reading
     await add(fil, "newsroom", entry("s17", minutes_ago=60 - 17, text="Corrected", html="<p>Corrected</p>"))
-    await page.wait_for_function(
-        f"document.querySelector('#item-{reading} .body').textContent === 'Corrected'", timeout=WAIT_MS
-    )
+    await until_true(page, f"document.querySelector('#item-{reading} .body').textContent === 'Corrected'")
     assert same_place(await top_of(page, reading), before)
     # the reader's focus stayed on the same link of the corrected item
     assert await page.evaluate(f"document.activeElement.matches('#item-{reading} a.time')")
 
     # the button brings the new item in and moves focus to it
     await page.click("#fresh")
-    await page.wait_for_function(f"document.activeElement.id === 'item-{fresh.id}'", timeout=WAIT_MS)
+    await until_true(page, f"document.activeElement.id === 'item-{fresh.id}'")
     assert (await ids(page))[0] == fresh.id
     assert await page.is_hidden("#fresh")
     # at the top, new items flow in directly
     (direct,) = await add(fil, "newsroom", entry("direct", minutes_ago=0, title="Straight in"))
-    await page.wait_for_function(f"document.getElementById('item-{direct.id}')", timeout=WAIT_MS)
+    await until_true(page, f"document.getElementById('item-{direct.id}')")
     assert await page.is_hidden("#fresh")
     assert page.errors == []  # type: ignore[attr-defined]
 
@@ -154,7 +153,7 @@ async def test_key_moments_and_filter_chips_follow_live(browser: Browser, fil: R
     await page.wait_for_selector("#moments li a", timeout=WAIT_MS)
     assert (await page.inner_text("#moments li a")).endswith("Attack")
     await page.click("#moments li a")
-    await page.wait_for_function(f"document.activeElement.id === 'item-{first.id}'", timeout=WAIT_MS)
+    await until_true(page, f"document.activeElement.id === 'item-{first.id}'")
     assert page.url.endswith(f"#item-{first.id}")
     await page.click(".chips a[data-role='journalist']")
     await page.wait_for_selector('#conn[data-state="live"]', timeout=WAIT_MS)
@@ -163,7 +162,7 @@ async def test_key_moments_and_filter_chips_follow_live(browser: Browser, fil: R
     assert await page.get_attribute(".chips a[data-role='journalist']", "aria-current") == "true"
     (other,) = await add(fil, "newsroom", entry("n3", minutes_ago=0))
     (mine,) = await add(fil, "reporter", entry("r2", minutes_ago=0))
-    await page.wait_for_function(f"document.getElementById('item-{mine.id}')", timeout=WAIT_MS)
+    await until_true(page, f"document.getElementById('item-{mine.id}')")
     assert await ids(page) == [mine.id, road.id]
     assert other.id not in await ids(page)
 
@@ -174,7 +173,7 @@ async def test_permalink_to_an_old_item_and_load_older(browser: Browser, fil: Ru
     await page.evaluate("window.__same = true")
     assert len(await ids(page)) == 50
     await page.click("#older")
-    await page.wait_for_function("document.querySelectorAll('#timeline > article').length === 80", timeout=WAIT_MS)
+    await until_true(page, "document.querySelectorAll('#timeline > article').length === 80")
     assert await page.evaluate("window.__same") is True  # appended in place, no navigation
     assert await ids(page) == [i.id for i in reversed(items)]
     assert await page.query_selector("#older") is None
@@ -184,7 +183,7 @@ async def test_permalink_to_an_old_item_and_load_older(browser: Browser, fil: Ru
     old = items[4]
     page = await open_page(browser, f"{fil.base}/events/{SLUG}#item-{old.id}")
     assert f"?item={old.id}#item-{old.id}" in page.url
-    await page.wait_for_function(f"document.activeElement.id === 'item-{old.id}'", timeout=WAIT_MS)
+    await until_true(page, f"document.activeElement.id === 'item-{old.id}'")
     box = await page.evaluate(f"document.getElementById('item-{old.id}').getBoundingClientRect().toJSON()")
     height = await page.evaluate("innerHeight")
     assert 0 <= box["top"] < height
@@ -211,7 +210,7 @@ async def test_videos_play_on_click_and_youtube_is_not_asked_before(browser: Bro
     await page.click("a[data-yt='dQw4w9WgXcQ']")
     frame = await page.wait_for_selector("iframe.player", timeout=WAIT_MS)
     assert await frame.get_attribute("src") == "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ?autoplay=1"
-    await page.wait_for_function("document.activeElement.tagName === 'IFRAME'", timeout=WAIT_MS)
+    await until_true(page, "document.activeElement.tagName === 'IFRAME'")
     for _ in range(200):
         if any(u.startswith("https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ") for u in asked):
             break
@@ -236,13 +235,12 @@ async def test_oldest_first_event_appends_at_the_bottom_in_french(browser: Brows
     assert ago.replace("\xa0", " ") == "il y a 5 min"  # Intl puts a no-break space before the unit
     made = entry("q3", minutes_ago=0, title="Nouvelle question")
     (latest,) = await add(fil, "qa-desk", dataclasses.replace(made), slug=QA)
-    await page.wait_for_function(f"document.getElementById('item-{latest.id}')", timeout=WAIT_MS)
+    await until_true(page, f"document.getElementById('item-{latest.id}')")
     assert (await ids(page))[-1] == latest.id
     assert await page.inner_text(f"#item-{latest.id} time") == "à l’instant"
     assert await page.is_hidden("#fresh")
     # relative times keep up with the clock
     await page.clock.fast_forward("03:00")
-    await page.wait_for_function(
-        f"document.querySelector('#item-{latest.id} time').textContent.replace('\\u00a0', ' ') === 'il y a 3 min'",
-        timeout=WAIT_MS,
+    await until_true(
+        page, f"document.querySelector('#item-{latest.id} time').textContent.replace('\\u00a0', ' ') === 'il y a 3 min'"
     )

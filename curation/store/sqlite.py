@@ -14,6 +14,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ from curation.store.sqlite_transfer import TransferMixin
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+#: seconds /healthz keeps naming a failed write after it happened
+WRITE_ERROR_WINDOW = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -125,6 +128,11 @@ class SQLiteStore(AccountsMixin, TransferMixin):
         self._reader_conns: list[sqlite3.Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_error = f"cannot open {path}"
+        #: when a write last failed and why (disk full, locked past the busy timeout), and whether the
+        #: latest write failed: write_trouble() tells /healthz
+        self._write_failure: tuple[float, str] | None = None
+        self._failing = False
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,17 +212,31 @@ class SQLiteStore(AccountsMixin, TransferMixin):
                     result = fn(conn)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # SQLITE_FULL (and some I/O errors) roll the transaction back themselves: a second
+                    # ROLLBACK would fail and hide the error that matters
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
-                loop.call_soon_threadsafe(settle, None, StoreError(f"{self.path}: {e}"))
+                error = StoreError(f"{self.path}: {e}")
+                self._write_failure, self._failing = (self.clock(), str(error)), True
+                loop.call_soon_threadsafe(settle, None, error)
             except BaseException as e:
                 loop.call_soon_threadsafe(settle, None, e)
             else:
+                self._failing = False
                 loop.call_soon_threadsafe(settle, result, None)
 
         self._jobs.put(job)
         return future
+
+    def write_trouble(self) -> str | None:
+        """Why writes fail, for /healthz: the latest write failed, or one did less than WRITE_ERROR_WINDOW
+        ago (on a nearly full disk small writes still pass while larger ones fail); None otherwise."""
+        if self._write_failure is None:
+            return None
+        at, message = self._write_failure
+        return message if self._failing or self.clock() - at < WRITE_ERROR_WINDOW else None
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

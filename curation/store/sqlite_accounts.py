@@ -6,11 +6,13 @@ Times are stored as Unix seconds (REAL) so expiry is one indexed comparison.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from curation.errors import StoreError
 from curation.store.accounts import ROLES, EditorRecord, RoleName, SessionRecord, TokenRecord
 
 T = TypeVar("T")
@@ -141,7 +143,9 @@ class AccountsMixin:
             def touch(conn: sqlite3.Connection) -> None:
                 conn.execute("UPDATE tokens SET last_used_at = ? WHERE token_hash = ?", (_ts(now), token_hash))
 
-            await self._write(touch)
+            # bookkeeping only: a locked or full file must not turn the editor away (reads still work)
+            with contextlib.suppress(StoreError):
+                await self._write(touch)
         return _editor(row)
 
     async def list_tokens(self, name: str) -> list[TokenRecord]:

@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from curation.auth import AuthError
 from curation.config import Settings
+from curation.errors import StoreError
 from curation.service import Fil
 from curation.web import (
     admin_api,
@@ -29,6 +30,7 @@ from curation.web import (
     live,
     ops,
     pages,
+    security,
     syndication,
     websub,
 )
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     image_proxy = images.ImageProxy(service)
     pages.setup(templates, image_proxy)
+    security.setup(templates)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,8 +102,15 @@ def create_app(settings: Settings | None = None, *, fil: Fil | None = None) -> S
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     # require_editor raises AuthError: JSON 401/403 on the API, a redirect to the login on desk pages
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: desk.auth_error})
+    # a StoreError (disk full, locked, Redis away) answers 503 with the reason, not 500
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={AuthError: desk.auth_error, StoreError: editor_api.store_unavailable},
+    )
     app.add_middleware(cors.PublicCORS)
+    # CSP, nosniff, Referrer-Policy, framing rules on every HTTP response; inside the stale copies, which keep them
+    app.add_middleware(security.SecurityHeaders, image_proxy=service.settings.image_proxy)
     app.state.fil = service
     app.state.images = image_proxy
     # the last good copy of each public page, while the store is away (inside the caching layer)

@@ -101,6 +101,12 @@ async def healthz(request: Request) -> Response:
     except Exception as e:
         store = f"error: {type(e).__name__}: {e}"
         problems.append("store")
+    # reads can go on while writes fail (disk full, a lock held past the busy timeout): the store says so
+    trouble = getattr(fil.store, "write_trouble", None)
+    write_error = trouble() if callable(trouble) else None
+    if store == "ok" and isinstance(write_error, str):
+        store = f"error: writes failing: {write_error}"
+        problems.append("store")
     failing = [s.id for s in fil.statuses() if s.state in (SourceState.ERROR, SourceState.BACKING_OFF)]
     if failing:
         problems.append("sources")

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import functools
-import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from curation import paste, posts
 from curation.auth import Editor, authenticate, require_editor
 from curation.codec import item_to_editor_json
-from curation.errors import ConfigErrors, ItemNotFound, VersionConflict
+from curation.collectors import json_input
+from curation.errors import ConfigErrors, ItemNotFound, StoreError, VersionConflict
 from curation.header import Header, HeaderError, parse_header
 from curation.models import Item, ItemKind, ItemState, rfc3339, utcnow
 from curation.posts import Post, PostError, validate
@@ -25,6 +26,8 @@ from curation.timeline import ACTIONS
 from curation.web.images import proxied
 from curation.web.live import CLOSE_UNKNOWN_EVENT, QueueSink, TransportSink
 from curation.web.wsproto import SCOPE_KEY, FilWebSocketProtocol
+
+log = logging.getLogger("curation.web")
 
 CLOSE_UNAUTHENTICATED = 4401
 #: the source label of editors' own posts (the author is the editor)
@@ -35,6 +38,24 @@ MAX_ACTION_BODY = 16 * 1024
 
 def json_error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+#: seconds a client is asked to wait before sending again while the store is away
+STORE_RETRY_AFTER = 5
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """StoreError out of any request (disk full, the file locked, Redis away): 503 naming the store's
+    failure, never a bare 500. The failed write was not saved, so the same request can simply be sent again.
+    Websockets keep the default handling (the connection closes)."""
+    if request.scope["type"] != "http" or not isinstance(exc, StoreError):
+        raise exc
+    log.warning("%s %s: the store is unavailable: %s", request.method, request.url.path, exc)
+    message = f"the store is unavailable, so this was not saved; try again shortly ({exc})"
+    headers = {"Retry-After": str(STORE_RETRY_AFTER), "Cache-Control": "no-store"}
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=503, headers=headers)
+    return PlainTextResponse(message, status_code=503, headers=headers)
 
 
 def _event(request: Request) -> str | None:
@@ -80,9 +101,9 @@ async def json_body(request: Request, *, limit: int = MAX_ACTION_BODY) -> object
     if len(raw) > limit:
         raise Refused(json_error(413, f"body larger than {limit} bytes"))
     try:
-        return json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
-        raise Refused(json_error(400, "body: not JSON")) from None
+        return json_input.loads(raw or b"{}")
+    except ValueError as e:
+        raise Refused(json_error(400, f"body: not JSON ({e})")) from None
 
 
 @editor_route(csrf=False)
@@ -244,7 +265,10 @@ def _post_from(body: object, *, require_text: bool = True) -> tuple[Post, int | 
             raise PostError("publish_at: not an RFC 3339 date") from None
         if when.tzinfo is None:
             raise PostError("publish_at: give a time zone (Z or +02:00)")
-        when = when.astimezone(UTC)
+        try:
+            when = when.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 pushed out of range by its offset
+            raise PostError("publish_at: out of range") from None
     post = Post(
         text=fields["text"] or "",
         image_url=fields["image_url"],

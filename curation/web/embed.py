@@ -186,7 +186,8 @@ async def embed_page(request: Request) -> Response:
             "lang": lang,
             "t": t,
             "strings_json": dumps(t),
-            "page_url": str(request.url_for("event", slug=event.slug)),
+            # a path, not a URL: same-origin whatever scheme and host a proxy in front shows (base-uri 'self')
+            "page_url": request.app.url_path_for("event", slug=event.slug),
             "more": MORE.get(lang, MORE["en"]),
         },
     )
