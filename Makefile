@@ -53,3 +53,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Issue 6 §6 benchmarks (BENCHMARKS.md): capacity step search, two processes on Redis, reconnect storm, polling load.
+.PHONY: bench-capacity bench-redis bench-storm bench-polls bench-scale
+bench-capacity: $(STAMP)
+	$(BIN)/python bench/capacity.py
+bench-redis: $(STAMP) system-deps
+	$(BIN)/python bench/redis_fanout.py
+	$(BIN)/python bench/redis_fanout.py --steps 10000,15000,19600,25000,30000 --duration 15
+bench-storm: $(STAMP) system-deps
+	$(BIN)/python bench/storm.py
+bench-polls: $(STAMP) system-deps
+	$(BIN)/python bench/polls.py
+bench-scale: bench-capacity bench-redis bench-storm bench-polls

@@ -1,7 +1,8 @@
 """What every bench server shares: the stdin/stdout control channel, the publish schedule and the pause monitors.
 
 A server prints JSON lines on its original stdout (anything else printed goes to stderr) and obeys
-`start RATE DURATION`, `stats` and `quit` lines on stdin.
+`start RATE DURATION`, `watch` (reset the pause monitors without publishing: a server whose readers
+get changes another process publishes), `stats` and `quit` lines on stdin.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ async def control_loop(send: Callable[[dict[str, Any]], None], publish: Publish,
             if words[0] == "start":
                 monitor.reset()
                 publisher = asyncio.create_task(run_publish(float(words[1]), float(words[2])))
+            elif words[0] == "watch":
+                monitor.reset()
             elif words[0] == "stats":
                 send({**monitor.snapshot(), **extra()})
             elif words[0] == "quit":

@@ -108,6 +108,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy seconds of every core, of which steal) since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS, fields[7] / CLOCK_TICKS
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -152,6 +159,13 @@ class RunResult:
     lost: int
     payload_bytes: int
     server_extra: dict[str, Any] = field(default_factory=dict)
+    #: seqs the readers missed or got twice (loadgen's order check)
+    gaps: int = 0
+    dups: int = 0
+    #: CPU of the load generators over the publish window: near 1 s per second, they bound the latency
+    client_cpu_s: float = 0.0
+    #: CPU used by anything else on the machine over the same window (other test runs): noise
+    other_cpu_s: float = 0.0
 
 
 def taskset(cpu: str, argv: list[str]) -> list[str]:
@@ -189,14 +203,18 @@ def run_one(name: str, run: int, args: argparse.Namespace, payload: int, logs: P
         time.sleep(args.settle)
         rss_after = rss_bytes(server.pid)
         cpu_before = cpu_seconds(server.pid)
+        clients_before = sum(cpu_seconds(c.pid) for c in clients)
+        busy_before = machine_cpu()[0] - os.times().user - os.times().system
         server.send(f"start {args.rate} {args.duration}")
         done = server.read(args.duration + 120)
         time.sleep(DRAIN)
         cpu_used = cpu_seconds(server.pid) - cpu_before
+        clients_used = sum(cpu_seconds(c.pid) for c in clients) - clients_before
+        busy = machine_cpu()[0] - os.times().user - os.times().system - busy_before
         time.sleep(args.grace)
         latencies: list[float] = []
         per_reader: dict[int, int] = {}
-        lost = 0
+        lost = gaps = dups = 0
         for client in clients:
             client.send("report")
             rep = client.read(120)
@@ -204,6 +222,8 @@ def run_one(name: str, run: int, args: argparse.Namespace, payload: int, logs: P
             for count, readers in rep["per_reader"].items():
                 per_reader[int(count)] = per_reader.get(int(count), 0) + readers
             lost += rep["lost"]
+            gaps += rep["gaps"]
+            dups += rep["dups"]
     finally:
         for child in clients:
             child.stop()
@@ -237,6 +257,10 @@ def run_one(name: str, run: int, args: argparse.Namespace, payload: int, logs: P
         lost=lost,
         payload_bytes=int(done.get("payload_bytes", payload)),
         server_extra=extra,
+        gaps=gaps,
+        dups=dups,
+        client_cpu_s=clients_used,
+        other_cpu_s=max(0.0, busy - cpu_used - clients_used),
     )
 
 

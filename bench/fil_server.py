@@ -1,7 +1,9 @@
 """The Fil side of the fan-out benchmark: the real app and uvicorn config, publishing through the store.
 
 Each change goes the production path: SQLite commit on the writer thread, store listener on the
-loop, hub frames it once and writes it to every reader's transport. Driven by bench/fanout.py over
+loop, hub frames it once and writes it to every reader's transport. With `--store redis://...`
+several of these share one Redis: the one told to `start` writes, the others' readers get its
+changes through the cluster subscription (curation/cluster.py). Driven by bench/fanout.py over
 stdin/stdout (bench/control.py); run alone with `python bench/fil_server.py --port 8765`.
 """
 
@@ -34,6 +36,7 @@ from curation.timeline import change_for, item_id, new_item  # noqa: E402
 from curation.web import create_app  # noqa: E402
 
 SLUG = "bench"
+SECRET_KEY = "fil-bench-" + "0123456789abcdef" * 4
 LIVE_PATH = f"/api/events/{SLUG}/live"
 SOURCES_YAML = "events: [{slug: bench, title: Bench, sources: []}]\n"
 SOURCE = Source(id="bench-src", kind=SourceKind.PUSH, role=Role.EDITORIAL, label="Bench", moderation=Moderation.AUTO)
@@ -73,16 +76,18 @@ def sample_payload_bytes() -> int:
     return len(message.encode())
 
 
-async def main(port: int) -> None:
+async def main(port: int, store: str | None) -> None:
     send = open_reply_channel()
     with tempfile.TemporaryDirectory(prefix="fil-bench-") as folder:
         sources = Path(folder) / "sources.yaml"
         sources.write_text(SOURCES_YAML)
         settings = Settings(
             sources=str(sources),
-            store=f"sqlite:///{folder}/fil.db",
+            store=store or f"sqlite:///{folder}/fil.db",
             port=port,
             log_level="warning",
+            # processes sharing a store must sign sessions alike (Fil asks for it with Redis)
+            secret_key=SECRET_KEY,
         )
         app = create_app(settings)
         server = uvicorn.Server(uvicorn_config(settings, app=app))
@@ -128,12 +133,13 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gc", choices=("fil", "default"), default="fil", help="fil: the threshold serve() sets")
+    parser.add_argument("--store", help="CURATION_STORE (default: SQLite in a temporary folder)")
     args = parser.parse_args()
     raise_nofile()
     if args.gc == "fil":
         tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(args.port))
+        runner.run(main(args.port, args.store))
 
 
 if __name__ == "__main__":

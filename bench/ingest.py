@@ -37,7 +37,16 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.fanout import CLOCK_TICKS, Child, free_port, percentile, source_digests, taskset, versions  # noqa: E402
+from bench.fanout import (  # noqa: E402
+    CLOCK_TICKS,
+    Child,
+    free_port,
+    machine_cpu,
+    percentile,
+    source_digests,
+    taskset,
+    versions,
+)
 
 PATHS = ("jetstream", "mastodon", "websub", "push")
 LETTER = {"jetstream": "j", "mastodon": "m", "websub": "w", "push": "p"}
@@ -131,13 +140,6 @@ def session_cpu(sid: int) -> float:
         if int(fields[3]) == sid:
             total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy seconds of every core, of which steal) since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS, fields[7] / CLOCK_TICKS
 
 
 class CpuWindow:

@@ -3,8 +3,9 @@
 Each reader does the HTTP upgrade itself (no extensions offered, so no compression), answers pings,
 and for every text frame after the first (the hello) records receive time minus the `bench-ts=`
 publish time inside it, and checks that its `"seq":` follows on from the last one it had (the hello's
-seq at first): a seq skipped is a gap, one already had is a duplicate. Prints `{"ready": ...}` once every reader has its first message, then a
-report on the `report` line from stdin. Launched by bench/fanout.py.
+seq at first): a seq skipped is a gap, one already had is a duplicate. Prints `{"ready": ...}` once
+every reader has its first message, then a report on the `report` line from stdin. Launched by
+bench/fanout.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import uvloop
 
@@ -146,6 +147,9 @@ class Reader(asyncio.Protocol):
             self.transport.abort()
 
 
+R = TypeVar("R", bound=Reader)
+
+
 def seq_of(buffer: bytes, start: int, end: int) -> int:
     """The `"seq":N` of a hello or change message, -1 when it has none."""
     mark = buffer.find(SEQ_MARK, start, end)
@@ -171,12 +175,13 @@ async def open_connection(reader: Reader, host: str, port: int, source: str) -> 
     await loop.create_connection(lambda: reader, host, port, local_addr=(source, 0))
 
 
-async def connect(host: str, port: int, path: str, source: str, stats: Stats) -> Reader:
+async def connect(host: str, port: int, path: str, source: str, stats: Stats, factory: Callable[..., R] = Reader) -> R:
+    """One reader connected and greeted; `factory(request, stats, ready)` makes it (a Reader subclass)."""
     loop = asyncio.get_running_loop()
     last: BaseException | None = None
     for attempt in range(ATTEMPTS):
         ready: asyncio.Future[None] = loop.create_future()
-        reader = Reader(upgrade_request(host, port, path), stats, ready)
+        reader = factory(upgrade_request(host, port, path), stats, ready)
         try:
             await asyncio.wait_for(open_connection(reader, host, port, source), CONNECT_TIMEOUT)
             await asyncio.wait_for(ready, CONNECT_TIMEOUT)
@@ -248,8 +253,13 @@ def abort_all(readers: Iterable[Reader]) -> None:
             reader.transport.abort()
 
 
-def cli(doc: str | None, main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]]) -> None:
-    """The reader processes' shared command line: where to connect, how many, from which addresses."""
+def cli(
+    doc: str | None,
+    main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
+    more: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """The reader processes' shared command line: where to connect, how many, from which addresses
+    (and what `more` adds)."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -257,6 +267,8 @@ def cli(doc: str | None, main: Callable[[argparse.Namespace], Coroutine[Any, Any
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--sources", default=",".join(f"127.0.0.{i}" for i in range(2, 10)))
     parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight at once")
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

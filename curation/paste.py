@@ -6,7 +6,6 @@ Fetcher (the private-address rule holds) and turns the answer into an Entry; any
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import nh3
 
-from curation.collectors import atproto
+from curation.collectors import atproto, json_input
 from curation.collectors.fetch import Fetcher
 from curation.collectors.mastodon_status import read_status, status_entry
 from curation.config import Settings
@@ -92,7 +91,8 @@ def parse(url: str) -> Target:
     if video is not None:
         return Target("youtube", f"https://www.youtube.com/watch?v={video}", (video,))
     if host not in _KNOWN and (m := _MASTODON_AT.match(path) or _MASTODON_USERS.match(path)):
-        netloc = host if port is None else f"{host}:{port}"
+        bracketed = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in a URL
+        netloc = bracketed if port is None else f"{bracketed}:{port}"
         base = f"{parts.scheme.lower()}://{netloc}"
         # /users/u/statuses/1 and /@u/1 are the same status on the same instance: one key
         return Target("mastodon", f"{base}/@{m.group(1)}/{m.group(2)}", (base, m.group(2)))
@@ -140,7 +140,7 @@ async def _get_json(fetcher: Fetcher, api_url: str, target: Target) -> Any:
         reason = "the post was not found" if e.status in (400, 404, 410) else e.message
         raise PasteError(f"{target.key}: cannot be read: {reason} ({api_url})", status=502) from None
     try:
-        return json.loads(result.body)
+        return json_input.loads(result.body)
     except ValueError:
         raise PasteError(f"{target.key}: the answer of {api_url} is not JSON", status=502) from None
 

@@ -33,6 +33,8 @@ DEFAULT_INTERVAL = 60.0
 DEFAULT_BACKFILL = 20
 #: a first fetch larger than this would flood a live page with history nobody scrolls to
 MAX_BACKFILL = 500
+#: the longest poll interval (a week): beyond it the schedule no longer fits a date (`interval: 1e999`)
+MAX_INTERVAL = 7 * 86400.0
 DEFAULT_APPVIEW = "https://public.api.bsky.app"
 DEFAULT_JETSTREAM = "wss://jetstream2.us-east.bsky.network/subscribe"
 LANGUAGES = ("en", "fr")
@@ -184,6 +186,9 @@ class _Checker:
             return None
         except yaml.reader.ReaderError as e:
             self.error(text.count("\n", 0, e.position) + 1, "", f"invalid YAML: {e.reason} (#x{e.character:04x})")
+            return None
+        except RecursionError:  # the composer recurses once per level of [[[...]]]
+            self.error(1, "", "invalid YAML: nested too deeply")
             return None
         if root is None:
             self.error(1, "", "the file is empty: it needs at least `events: []`")
@@ -548,7 +553,11 @@ class _Checker:
         if not isinstance(node, ScalarNode) or node.tag != TAG + "int":
             self.error(node, path, f"expected a whole number from 0 to {MAX_BACKFILL}, got {_describe(node)}")
             return None
-        value = int(_CONSTRUCT.construct_yaml_int(node))
+        try:
+            value = int(_CONSTRUCT.construct_yaml_int(node))
+        except ValueError:  # more digits than Python converts (4300)
+            self.error(node, path, f"backfill is out of range: use 0 to {MAX_BACKFILL}")
+            return None
         if not 0 <= value <= MAX_BACKFILL:
             self.error(node, path, f"backfill {value} is out of range: use 0 to {MAX_BACKFILL}")
             return None
@@ -562,6 +571,11 @@ class _Checker:
             seconds = parse_duration(node.value)
         except ValueError as e:
             self.error(node, path, str(e))
+            return None
+        if seconds > MAX_INTERVAL:
+            self.error(
+                node, path, f"interval {str(node.value)[:40]} is above the ceiling of {_seconds(MAX_INTERVAL)} (a week)"
+            )
             return None
         if seconds < self.min_interval:
             floor = _seconds(self.min_interval)

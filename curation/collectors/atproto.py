@@ -6,7 +6,6 @@ Pure functions over decoded JSON (AppView postViews, raw post records, Jetstream
 from __future__ import annotations
 
 import html as _html
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
+from curation.collectors import json_input
 from curation.models import Author, Card, Entry, ItemKind, Media
 from curation.normalize import content_hash, to_utc
 from curation.sanitize import plain_text, safe_url, sanitize_html
@@ -43,6 +43,8 @@ _RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_CARD_TEXT = 1000
+#: posts read from one page (the lexicon's largest `limit`): an AppView sending more is flooding, the rest is dropped
+MAX_PAGE_POSTS = 100
 
 
 class MalformedPost(ValueError):
@@ -558,8 +560,8 @@ def read_feed(body: bytes, *, seen: frozenset[str] = frozenset(), replies: bool 
         MalformedPost: the body is not such a JSON object.
     """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json_input.loads(body)
+    except ValueError as e:
         raise MalformedPost(f"not JSON: {e}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("feed", data.get("posts")), list):
         raise MalformedPost("expected an object with a `feed` or `posts` list")
@@ -569,7 +571,7 @@ def read_feed(body: bytes, *, seen: frozenset[str] = frozenset(), replies: bool 
     uris: list[str] = []
     profiles: dict[str, Profile] = {}
     reached = False
-    for item in data["posts"] if search else data["feed"]:
+    for item in (data["posts"] if search else data["feed"])[:MAX_PAGE_POSTS]:
         post = item if search else (item.get("post") if isinstance(item, Mapping) else None)
         reason = None if search or not isinstance(item, Mapping) else item.get("reason")
         if isinstance(reason, Mapping):
@@ -579,7 +581,8 @@ def read_feed(body: bytes, *, seen: frozenset[str] = frozenset(), replies: bool 
         if not isinstance(post, Mapping):
             skipped["malformed"] += 1
             continue
-        if post.get("uri") in seen:
+        uri = post.get("uri")
+        if isinstance(uri, str) and uri in seen:  # (a list or an object here is not hashable)
             reached = True
             break
         author = profile_from_view(post.get("author"))
@@ -645,8 +648,8 @@ def parse_frame(frame: str | bytes) -> JetstreamEvent:
         MalformedPost: not JSON, or an event without a valid did / time_us, or a commit without its fields.
     """
     try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json_input.loads(frame)
+    except ValueError as e:
         raise MalformedPost(f"not JSON: {e}") from None
     if not isinstance(data, Mapping):
         raise MalformedPost("not a JSON object")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
-from curation.collectors import CollectorContext, Deliver, PollResult
+from curation.collectors import CollectorContext, Deliver, PollResult, json_input
 from curation.collectors.atproto import (
     DID,
     EventBatch,
@@ -445,8 +445,8 @@ def _memo_profile(status: SourceStatus, did: str, *, fresh: bool = False) -> Pro
 
 def _json_object(body: bytes, url: str) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json_input.loads(body)
+    except ValueError as e:
         raise ParseError(f"not JSON from {url}: {e}") from None
     if not isinstance(data, dict):
         raise ParseError(f"expected a JSON object from {url}")
@@ -456,8 +456,8 @@ def _json_object(body: bytes, url: str) -> dict[str, Any]:
 def _xrpc_error(body: bytes) -> tuple[str, str]:
     """(error, message) of an XRPC error body `{"error": ..., "message": ...}`; empty strings if absent."""
     try:
-        data = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+        data = json_input.loads(body) if body else None
+    except ValueError:
         return "", ""
     if not isinstance(data, dict):
         return "", ""
@@ -541,7 +541,7 @@ def jwt_expiry(token: str) -> datetime | None:
     """When a JWT expires (its `exp`, unverified: only to refresh ahead of time), or None."""
     try:
         payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = json_input.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return datetime.fromtimestamp(float(claims["exp"]), UTC)
     except (IndexError, ValueError, KeyError, TypeError, OverflowError, OSError):
         return None

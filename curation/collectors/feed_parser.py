@@ -5,18 +5,18 @@ Pure and CPU-bound: parse_document runs in a process-pool worker, so it and Pars
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
 import feedparser.mixin
 
+from curation.collectors import json_input
 from curation.errors import ParseError
 from curation.models import Author, Entry, ItemKind, Media, rfc3339
 from curation.normalize import content_hash, fallback_key, to_utc
@@ -59,6 +59,8 @@ def parse_document(body: bytes, *, content_type: str | None, url: str, source_id
 
 #: above this share of blank or repeated ids, a document's ids are not trusted (UPSTREAMS §7.20)
 BAD_ID_RATIO = 0.05
+#: entries kept from one document: a feed listing thousands (a flood, or a whole archive) gives its newest ones
+MAX_ENTRIES = 500
 
 
 @dataclass(slots=True)
@@ -130,7 +132,20 @@ def _link_published_key(draft: _Draft) -> str:
     return fallback_key(draft.title, draft.text)
 
 
+def _newest(drafts: Sequence[_Draft]) -> Sequence[_Draft]:
+    """At most MAX_ENTRIES drafts, the newest by date (undated ones count as current, as in the runner's
+    backfill), in document order."""
+    if len(drafts) <= MAX_ENTRIES:
+        return drafts
+    far_future = datetime.max.replace(tzinfo=UTC)
+    ranked = sorted(
+        range(len(drafts)), key=lambda i: drafts[i].published_at or drafts[i].updated_at or far_future, reverse=True
+    )
+    return [drafts[i] for i in sorted(ranked[:MAX_ENTRIES])]
+
+
 def _finish(drafts: Sequence[_Draft], kind: ItemKind) -> list[Entry]:
+    drafts = _newest(drafts)
     entries = []
     for key, draft in zip(_assign_keys(drafts), drafts, strict=True):
         if key is None:
@@ -237,7 +252,10 @@ def _parse_xml_feed(body: bytes, *, content_type: str | None, url: str, source_i
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False)
+    try:
+        parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False)
+    except ValueError as e:  # feedparser's encoding sniffing: a declared encoding with a NUL or non-ASCII byte
+        raise ParseError(f"not a feed: {url}: unreadable character encoding ({e})", source_id=source_id) from None
     version: str = parsed.get("version") or ""
     raw_entries: list[Any] = parsed.get("entries") or []
     if not version and not raw_entries:
@@ -452,7 +470,7 @@ _THUMBNAIL_KEY = "fil_thumbnail"
 
 
 def _install_feedparser_fixes() -> None:
-    """Two corrections to feedparser 6, made once per process on its parser mixin.
+    """Three corrections to feedparser 6, made once per process on its parser mixin.
 
     1. Ids stay as the publisher wrote them: feedparser resolves a guid (isPermaLink defaults to true)
        and an atom:id against the document URL, so a relative id would change with the feed's URL and
@@ -461,6 +479,8 @@ def _install_feedparser_fixes() -> None:
        treats every media:description as the entry's description, so a Mastodon post with alt text came
        out with the alt text as its content. Elsewhere a media:description only stands in for a missing
        description (YouTube's media:group); after a real one (an image caption) it is dropped.
+    3. A character reference to no character (`&#xD800;`, a lone surrogate; `&#x110000;`, past Unicode) reads
+       as U+FFFD: feedparser's fallback parser raised UnicodeEncodeError or ValueError on it, out of parse().
     """
     mixin: Any = feedparser.mixin._FeedParserMixin
     if getattr(mixin, "_fil_fixes", False):
@@ -470,6 +490,7 @@ def _install_feedparser_fixes() -> None:
     start_description = mixin._start_media_description
     end_description = mixin._end_media_description
     start_thumbnail = mixin._start_media_thumbnail
+    handle_charref = mixin.handle_charref
 
     def _start_media_content(self: Any, attrs: dict[str, Any]) -> None:
         start_content(self, attrs)
@@ -509,6 +530,17 @@ def _install_feedparser_fixes() -> None:
         if getattr(self, "_fil_in_media_content", False) and media:
             media[-1][_THUMBNAIL_KEY] = attrs  # the same dict feedparser fills with the url
 
+    def _handle_charref(self: Any, ref: str) -> None:
+        lowered = ref.lower()
+        try:
+            code = int(lowered[1:], 16) if lowered.startswith("x") else int(lowered)
+        except ValueError:  # thousands of digits
+            code = -1
+        if not 0 <= code <= 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            ref = "xfffd"
+        handle_charref(self, ref)
+
+    mixin.handle_charref = _handle_charref
     mixin._start_media_content = _start_media_content
     mixin._end_media_content = _end_media_content
     mixin._start_media_description = _start_media_description
@@ -543,10 +575,10 @@ def _is_json(body: bytes, content_type: str | None) -> bool:
 def _parse_json_feed(body: bytes, *, url: str, source_id: str) -> ParsedFeed:
     try:
         try:
-            data = json.loads(body)
+            data = json_input.loads(body)
         except UnicodeDecodeError:
-            data = json.loads(body.decode("utf-8", errors="replace"))
-    except (ValueError, RecursionError) as exc:
+            data = json_input.loads(body.decode("utf-8", errors="replace"))
+    except ValueError as exc:
         raise ParseError(f"not a feed: {url}: invalid JSON: {exc}", source_id=source_id) from None
     if not isinstance(data, dict):
         raise ParseError(f"not a feed: {url}: JSON document is not an object", source_id=source_id)

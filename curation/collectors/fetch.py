@@ -10,12 +10,13 @@ import asyncio
 import ipaddress
 import re
 import socket
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -25,17 +26,12 @@ from yarl import URL
 from curation.collectors.policy import parse_rate_limit_reset, parse_retry_after
 from curation.errors import BlockedAddressError, FetchError, GoneError, RetryLaterError, TooLargeError
 
-try:  # aiohttp decodes br only when one of these imports; ask for br only then
-    import brotli  # type: ignore[import-untyped]  # noqa: F401
+try:  # the Fetcher decodes br itself (_Decoder) when this imports; ask for br only then
+    import brotli  # type: ignore[import-untyped]
 
     _HAS_BROTLI = True
 except ImportError:  # pragma: no cover - brotli is a dependency
-    try:
-        import brotlicffi  # type: ignore[import-not-found]  # noqa: F401
-
-        _HAS_BROTLI = True
-    except ImportError:
-        _HAS_BROTLI = False
+    _HAS_BROTLI = False
 
 DEFAULT_USER_AGENT = "Fil/0.1 (+https://github.com/fil-curation/fil; live curation feed collector)"
 FEED_ACCEPT = (
@@ -90,6 +86,8 @@ def blocked_reason(address: IPAddress) -> str | None:
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
+        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks; the stdlib calls it global
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("reserved", address.is_reserved),
         ("private", address.is_private),
@@ -240,7 +238,8 @@ class Fetcher:
             ),
             headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
+            # decoded by _Decoder: aiohttp takes a gzip or br stream cut short for a whole one
+            auto_decompress=False,
             trust_env=False,
             max_field_size=32 * 1024,
         )
@@ -418,14 +417,18 @@ class Fetcher:
             raise FetchError(_describe(e), url=str(url)) from None
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL) -> bytes:
-        """Read the decoded body in chunks, aborting as soon as it passes the cap (a gzip bomb stays small)."""
-        if "Content-Encoding" not in resp.headers and (resp.content_length or 0) > self.max_body:
+        """Read and decode the body in chunks, aborting as soon as it passes the cap (a gzip bomb stays
+        small); a compressed stream that stops before its end is an error, not a shorter document."""
+        decoder = _Decoder.of(resp.headers.get("Content-Encoding", ""), str(url))
+        if decoder is None and (resp.content_length or 0) > self.max_body:
             raise TooLargeError(self._too_large(), url=str(url), status=resp.status)
         body = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
-            body += chunk
+            body += decoder.decode(chunk, self.max_body + 1 - len(body)) if decoder else chunk
             if len(body) > self.max_body:
                 raise TooLargeError(self._too_large(), url=str(url), status=resp.status)
+        if decoder is not None:
+            decoder.finish()
         return bytes(body)
 
     def _too_large(self) -> str:
@@ -517,13 +520,76 @@ def _redirect_target(resp: aiohttp.ClientResponse, url: URL) -> URL:
 
 
 async def _error_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The start of an error body, decoded as far as it goes (it only explains an error)."""
+    try:
+        decoder = _Decoder.of(resp.headers.get("Content-Encoding", ""), str(resp.url))
+    except FetchError:
+        return b""
     body = bytearray()
     while len(body) < _ERROR_BODY:
-        chunk = await resp.content.read(_ERROR_BODY - len(body))
+        chunk = await resp.content.read(_ERROR_BODY)
         if not chunk:
             break
-        body += chunk
-    return bytes(body)
+        try:
+            body += decoder.decode(chunk, _ERROR_BODY - len(body)) if decoder else chunk
+        except FetchError:
+            break
+    return bytes(body[:_ERROR_BODY])
+
+
+class _Decoder:
+    """Undoes a Content-Encoding chunk by chunk, never making more than asked, and checks the end marker.
+
+    aiohttp decodes gzip and br without checking that the stream ended: a body cut short inside
+    complete HTTP framing would pass for a shorter document, parse into fewer entries, and its
+    validators would be kept, so the next poll (304) would never fetch the rest.
+    """
+
+    def __init__(self, encoding: str, url: str) -> None:
+        self.encoding = encoding
+        self.url = url
+        self._zlib: Any = None
+        self._br: Any = brotli.Decompressor() if encoding == "br" else None
+        self._fed = False
+
+    @classmethod
+    def of(cls, header: str, url: str) -> _Decoder | None:
+        """The decoder for a Content-Encoding header, None for none; FetchError for one Fil did not ask for."""
+        encoding = header.strip().lower()
+        if encoding in ("", "identity"):
+            return None
+        if encoding not in ("gzip", "x-gzip", "deflate") and not (encoding == "br" and _HAS_BROTLI):
+            raise FetchError(f"unsupported Content-Encoding {header!r}", url=url)
+        return cls(encoding, url)
+
+    def decode(self, chunk: bytes, limit: int) -> bytes:
+        """The decoded bytes of `chunk`, at most `limit` of them (more would be over the cap anyway)."""
+        if not chunk:
+            return b""
+        self._fed = True
+        try:
+            if self._br is not None:
+                return bytes(self._br.process(chunk, output_buffer_limit=max(limit, 1)))
+            if self._zlib is None:
+                if self.encoding != "deflate":
+                    wbits = 16 + zlib.MAX_WBITS  # gzip
+                else:  # meant to be zlib-wrapped (RFC 9110), but some servers send raw deflate
+                    wbits = zlib.MAX_WBITS if chunk[0] & 0x0F == 8 else -zlib.MAX_WBITS
+                self._zlib = zlib.decompressobj(wbits)
+            return bytes(self._zlib.decompress(chunk, max(limit, 1)))
+        except _DECODE_ERRORS as e:
+            raise FetchError(f"body could not be decoded ({self.encoding}): {e}", url=self.url) from None
+
+    def finish(self) -> None:
+        """FetchError unless the stream reached its end marker (an empty body is let through, as aiohttp does)."""
+        if not self._fed:
+            return
+        ended = self._br.is_finished() if self._br is not None else bool(self._zlib and self._zlib.eof)
+        if not ended:
+            raise FetchError(f"body cut short: the {self.encoding} stream ends before its end marker", url=self.url)
+
+
+_DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error) if _HAS_BROTLI else (zlib.error,)
 
 
 def _raise_for_status(resp: aiohttp.ClientResponse, url: str, body: bytes = b"") -> None:

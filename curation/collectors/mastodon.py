@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
-from curation.collectors import CollectorContext, Deliver, PollResult
+from curation.collectors import CollectorContext, Deliver, PollResult, json_input
 from curation.collectors.fetch import FetchResult
 from curation.collectors.mastodon_status import (
     StatusRef,
@@ -260,6 +260,8 @@ class MastodonCollector:
         except FetchError as e:
             raise self._listing_error(target, memo, e, url) from None
         data = _json(response)
+        if isinstance(data, list) and len(data) > limit:
+            data = data[:limit]  # an instance ignoring `limit` (a flood) is read no further than it was asked
         try:
             refs, malformed = read_statuses(data)
         except ValueError as e:
@@ -347,8 +349,8 @@ class MastodonCollector:
         except FetchError as e:
             return True if e.status == 404 else None
         try:
-            ref = read_status(json.loads(response.body))
-        except (ValueError, RecursionError):
+            ref = read_status(json_input.loads(response.body))
+        except ValueError:
             return None
         return ref is None or not ref.visible
 
@@ -410,8 +412,8 @@ class MastodonCollector:
     ) -> None:
         """One websocket frame: `{"stream": [...], "event": ..., "payload": "<JSON string>" | "<id>"}`."""
         try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError):
+            frame = json_input.loads(text)
+        except ValueError:
             log.debug("%s: unreadable stream frame", target.source_id)
             return
         if not isinstance(frame, dict):
@@ -431,8 +433,8 @@ class MastodonCollector:
         if event not in ("update", "status.update"):
             return  # notifications, filters_changed, announcements...
         try:
-            data = json.loads(payload) if isinstance(payload, str) else payload
-        except (ValueError, RecursionError):
+            data = json_input.loads(payload) if isinstance(payload, str) else payload
+        except ValueError:
             return
         ref = read_status(data)
         if ref is None or (account_id is not None and ref.account_id != account_id):
@@ -506,13 +508,13 @@ class MastodonCollector:
         info: dict[str, Any] = {}
         ttl = INSTANCE_TTL
         try:
-            data = json.loads((await self._get(target, f"{target.instance}/api/v2/instance")).body)
+            data = json_input.loads((await self._get(target, f"{target.instance}/api/v2/instance")).body)
             info = data if isinstance(data, dict) else {}
         except RetryLaterError:
             raise
         except FetchError as e:
             ttl = INSTANCE_TTL if e.status == 404 else INSTANCE_RETRY
-        except (SourceError, ValueError, RecursionError):
+        except (SourceError, ValueError):
             ttl = INSTANCE_RETRY
         self._instances[target.instance] = (now, ttl, info)
         return info
@@ -551,8 +553,8 @@ class MastodonCollector:
 def _says(error: FetchError) -> str:
     """`: <reason>` from Mastodon's `{"error": "<reason>"}` error body, or nothing."""
     try:
-        reason = json.loads(getattr(error, "body", b"") or b"null")
-    except (ValueError, RecursionError):
+        reason = json_input.loads(getattr(error, "body", b"") or b"null")
+    except ValueError:
         return ""
     said = reason.get("error") if isinstance(reason, dict) else None
     text = plain_text(said) if isinstance(said, str) else ""
@@ -598,8 +600,8 @@ def _local_domain(info: Mapping[str, Any], instance: str) -> str:
 
 def _json(response: FetchResult) -> Any:
     try:
-        return json.loads(response.body)
-    except (ValueError, RecursionError):
+        return json_input.loads(response.body)
+    except ValueError:
         raise ParseError(f"{response.url}: not JSON") from None
 
 
@@ -644,7 +646,8 @@ def _journal(memo: dict[str, Any], status: SourceStatus) -> dict[str, list[str] 
     last = memo.pop("last", None)
     if not isinstance(last, dict):
         last = {}
-    if last.get("at") and status.error_count > 0 and last["at"] == rfc3339(status.last_error_at):
+    # a failed poll (the upstream's fault or the store's) dates last_error_at with its own last_poll_at
+    if last.get("at") and last["at"] == rfc3339(status.last_error_at):
         recent: dict[str, Any] = memo["recent"]
         undo = last.get("recent")
         for status_id, before in (undo if isinstance(undo, dict) else {}).items():

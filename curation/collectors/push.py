@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from curation.collectors import PollResult
+from curation.collectors import PollResult, json_input
 from curation.errors import CurationError, SourceError
 from curation.models import Author, Entry, ItemKind, Media, Source, SourceStatus
 from curation.normalize import content_hash, to_utc
@@ -84,9 +83,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def parse_batch(body: bytes) -> list[Entry]:
     """The Entries of a batch; PushRejected(400) naming the first bad field, and then nothing is taken."""
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PushRejected(400, "body: not JSON") from None
+        document = json_input.loads(body)
+    except ValueError as e:
+        raise PushRejected(400, f"body: not JSON ({e})") from None
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise PushRejected(400, 'items: expected {"items": [...]}')
     items = document["items"]
@@ -127,7 +126,8 @@ def _date(item: Mapping[str, Any], path: str) -> datetime:
     except ValueError:
         raise PushRejected(400, f"{path}.published_at: not an RFC 3339 date") from None
     result = to_utc(parsed)
-    assert result is not None
+    if result is None:  # year 1 or 9999 with an offset that takes it out of datetime's range
+        raise PushRejected(400, f"{path}.published_at: out of range")
     return result
 
 
