@@ -71,6 +71,22 @@ class AuditEntry:
         }
 
 
+class Listeners:
+    """The listeners of a store: told of each batch of committed changes, on the event loop."""
+
+    _listeners: list[ChangeListener]
+
+    def listen(self, listener: ChangeListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        for listener in list(self._listeners):
+            listener(changes)
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Create or upgrade the schema and start the backend's workers."""

@@ -32,7 +32,7 @@ from curation.errors import ItemNotFound, StoreError, VersionConflict
 from curation.models import Change, Entry, Event, Item, ItemState, Order, Page, Source, utcnow
 from curation.normalize import canonical_url
 from curation.posts import Post
-from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, ChangeListener
+from curation.store import DEFAULT_PAGE, MAX_PAGE, MAX_QUEUE, ChangeListener, Listeners
 from curation.store.redis_accounts import RedisAccountsMixin
 from curation.store.redis_desk import RedisDeskMixin
 from curation.store.redis_keys import (
@@ -87,7 +87,7 @@ SOCKET_TIMEOUT = 5.0
 MAX_CONNECTIONS = 64
 
 
-class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
+class RedisStore(Listeners, RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
     def __init__(self, url: str, *, log_retention: int = 10000, prefix: str | None = None) -> None:
         base, given = split_url(url)
         self.url = base
@@ -207,16 +207,6 @@ class RedisStore(RedisDeskMixin, RedisAccountsMixin, RedisTransferMixin):
         )
 
     # -- listeners -------------------------------------------------------------------------
-
-    def listen(self, listener: ChangeListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def _notify(self, changes: Sequence[Change]) -> None:
-        if not changes:
-            return
-        for listener in list(self._listeners):
-            listener(changes)
 
     # -- items -----------------------------------------------------------------------------
 

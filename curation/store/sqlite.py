@@ -46,6 +46,7 @@ from curation.store import (
     MAX_QUEUE,
     AuditEntry,
     ChangeListener,
+    Listeners,
     RuntimeEvent,
     RuntimeSource,
 )
@@ -115,7 +116,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore(AccountsMixin, TransferMixin):
+class SQLiteStore(Listeners, AccountsMixin, TransferMixin):
     def __init__(self, path: str, *, log_retention: int = 10000) -> None:
         self.path = path
         self.log_retention = max(1, log_retention)
@@ -265,16 +266,6 @@ class SQLiteStore(AccountsMixin, TransferMixin):
         return await loop.run_in_executor(self._readers, run)
 
     # -- listeners -------------------------------------------------------------------------
-
-    def listen(self, listener: ChangeListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def _notify(self, changes: Sequence[Change]) -> None:
-        if not changes:
-            return
-        for listener in list(self._listeners):
-            listener(changes)
 
     # -- writes ----------------------------------------------------------------------------
 
